@@ -16,7 +16,7 @@ def client(service: str) -> Any:
     import boto3  # deferred: see module docstring
 
     endpoint = os.environ.get("LATCHKEY_AWS_ENDPOINT_URL") or None
-    return boto3.session.Session().client(service, endpoint_url=endpoint)
+    return boto3.session.Session().client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
 def reset() -> None:

@@ -19,6 +19,9 @@ ENV_USER_POOL_CLIENT_ID = "LATCHKEY_USER_POOL_CLIENT_ID"
 ENV_MQTT_BRIDGE = "LATCHKEY_MQTT_BRIDGE"  # local only: where the embedded cloud's MQTT publisher listens
 ENV_PRODUCT_NAME = "LATCHKEY_PRODUCT_NAME"
 
+# Device ids: "lk-" + 16 lowercase Crockford chars; the IAM policies of the stack scope thing ARNs to this prefix.
+DEVICE_ID_PREFIX = "lk-"
+
 # Table attribute names.
 DEVICE_PK = "deviceId"
 DEVICE_OWNER_INDEX = "byOwner"

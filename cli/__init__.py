@@ -1,0 +1,1 @@
+"""The `latchkey` console script: mint device identities, inspect and revoke devices (docs/cli.md)."""

@@ -1,0 +1,70 @@
+"""`latchkey`: the operator's console script (entry point `cli.main:main`).
+
+Command groups register on `cli`; `devices` is here, `doctor` and `simulate` are to come
+(`cli.add_command(...)` in this module, one module per group under `cli/`).
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.devices import devices
+from cli.env import DEFAULT_STACK
+from cli.errors import LatchkeyGroup, fail
+
+_RESOLVED = "latchkey.environment"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("latchkey")
+    except PackageNotFoundError:
+        return "(source checkout)"
+
+
+@click.group(cls=LatchkeyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--stack",
+    default=DEFAULT_STACK,
+    show_default=True,
+    envvar="LATCHKEY_STACK",
+    help="CloudFormation stack to read table names etc. from, when neither the LATCHKEY_* "
+    "variables nor the local cloud's .run/cloud.env.json are there.",
+)
+@click.option("--region", envvar="LATCHKEY_REGION", help="AWS region of the stack [default: boto3's].")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(version=_version(), prog_name="latchkey", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, stack: str, region: str | None, debug: bool) -> None:
+    """Latchkey: mint, inspect and revoke device identities."""
+    ctx.ensure_object(dict)
+
+
+def ensure_environment(ctx: click.Context) -> str:
+    """Resolve the deployment once per invocation (cli/env.py); returns where it came from."""
+    from cli.env import EnvironmentProblem, resolve
+
+    root = ctx.find_root()
+    store = root.ensure_object(dict)
+    if _RESOLVED not in store:
+        try:
+            resolved = resolve(root.params.get("stack") or DEFAULT_STACK, root.params.get("region"))
+        except EnvironmentProblem as exc:
+            fail(str(exc))
+        store[_RESOLVED] = resolved.source
+        if root.params.get("debug"):
+            click.echo(f"environment: {resolved.source}", err=True)
+    return str(store[_RESOLVED])
+
+
+cli.add_command(devices)
+
+
+def main() -> None:
+    cli(prog_name="latchkey")
+
+
+if __name__ == "__main__":
+    main()

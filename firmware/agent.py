@@ -1,0 +1,491 @@
+"""The agent's state machine: register (mode B) → poll → save → ack → connect → online, and back.
+
+Everything with side effects (clock, randomness, HTTP, MQTT, system facts) is injected, so tests and the
+fleet simulator drive the real state machine: `step()` does one thing and returns how long to wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from firmware import __version__, sysinfo
+from firmware.api import DeviceApi, Http, NetworkError, Response, UrllibHttp, tls_context
+from firmware.clock import Clock, SystemClock
+from firmware.config import AgentConfig, ConfigError
+from firmware.credentials import Credentials, CredentialsError, CredentialStore
+from firmware.identity import (
+    Identity,
+    IdentityError,
+    load_identity_file,
+    load_or_create_key,
+    save_identity_file,
+)
+from firmware.schedule import Backoff
+from firmware.transport import MqttSettings, PahoTransport, Transport, TransportError
+
+log = logging.getLogger("latchkey.agent")
+
+IDENTITY_FILE = "identity.json"  # written after a registration-token registration
+KEY_FILE = "device_key.pem"  # the self-generated key, kept from before registration
+CLOCK_RETRY_DELAY = 1.0
+# A clock before this (2025-01-01) is certainly wrong: no certificate date check can be trusted.
+MIN_PLAUSIBLE_TIME = 1_735_689_600
+# Beyond this learned offset certificate dates cannot be checked against our clock either.
+MAX_TRUSTED_OFFSET = 86400.0
+
+SysInfo = Callable[[], dict[str, Any]]
+
+
+class State(enum.Enum):
+    REGISTER = "register"
+    POLL = "poll"
+    ACK = "ack"
+    CONNECT = "connect"
+    ONLINE = "online"
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        http: Http | None = None,
+        transport: Transport | None = None,
+        system_info: SysInfo | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = Backoff(
+            config.backoff_initial, config.backoff_cap, config.jitter, rng or random.Random()
+        )
+        self.clock_offset = 0.0
+        self.polls = 0  # polls since power-on: the "attempt" the service sees
+        self.store = CredentialStore(config.state_dir)
+        self.transport: Transport = transport or PahoTransport()
+        self._system_info = system_info or self._detect_system_info
+        self._clock_untrusted = self.clock.time() < MIN_PLAUSIBLE_TIME
+        if self._clock_untrusted:
+            log.warning("system clock is before 2025; certificate dates will not be checked until it is set")
+        self._clock_retry_armed = True
+        self._csr: str | None = None
+        self._board = config.board or sysinfo.board()
+        self._commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._next_status = 0.0
+
+        self.identity = self._load_identity()
+        api_url = config.api_url or (self.identity.api_url if self.identity else "")
+        if not api_url:
+            raise ConfigError("no api_url: set it in the config (or the identity file's apiUrl)")
+        self.api = DeviceApi(
+            api_url, http or UrllibHttp(tls_context(self._clock_untrusted)), config.http_timeout
+        )
+        self.credentials: Credentials | None = None
+        self.state = self._boot_state()
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def _load_identity(self) -> Identity | None:
+        try:
+            if self.config.identity_file is not None:
+                return load_identity_file(self.config.identity_file)
+            saved = self.config.state_dir / IDENTITY_FILE
+            if saved.exists():
+                return load_identity_file(saved)
+        except IdentityError as exc:
+            raise ConfigError(str(exc)) from exc
+        if self.config.registration_token:
+            return None
+        raise ConfigError("the config needs identity_file (claim code devices) or registration_token")
+
+    def _boot_state(self) -> State:
+        credentials = self.store.load()
+        if self.identity is None:
+            if credentials is not None:
+                log.warning("credentials without a device identity; discarding them")
+                self.store.wipe()
+            log.info("not registered yet; registering with the registration token")
+            return State.REGISTER
+        if credentials is not None and credentials.thing_name != self.identity.device_id:
+            log.warning(
+                "saved credentials belong to %s, not %s; discarding them",
+                credentials.thing_name,
+                self.identity.device_id,
+            )
+            self.store.wipe()
+            credentials = None
+        self.credentials = credentials
+        if credentials is None:
+            log.info("device %s has no credentials; polling for a claim", self.identity.device_id)
+            return State.POLL
+        if not credentials.acked:
+            log.info("credentials saved but not yet acknowledged; acknowledging")
+            return State.ACK
+        log.info("device %s has credentials; connecting directly", self.identity.device_id)
+        return State.CONNECT
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self, max_steps: int | None = None) -> None:
+        """Step until stop() (or `max_steps`), then disconnect cleanly."""
+        steps = 0
+        try:
+            while not self._stop.is_set() and (max_steps is None or steps < max_steps):
+                self._wake.clear()
+                try:
+                    delay = self.step()
+                except Exception:
+                    # A device agent must not die on a bug or a full disk; the service will re-send.
+                    log.exception("unexpected error in state %s; retrying later", self.state.value)
+                    delay = self.backoff.next()
+                steps += 1
+                if delay > 0 and not self._stop.is_set():
+                    self.clock.sleep(delay, self._wake)
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Ask run() to return; safe from signal handlers and other threads."""
+        self._stop.set()
+        self._wake.set()
+
+    def step(self) -> float:
+        """Do one thing in the current state; return the seconds to wait before the next step."""
+        handlers = {
+            State.REGISTER: self._register,
+            State.POLL: self._poll,
+            State.ACK: self._ack,
+            State.CONNECT: self._connect,
+            State.ONLINE: self._online,
+        }
+        return handlers[self.state]()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Unix time corrected by what the service told us."""
+        return self.clock.time() + self.clock_offset
+
+    def _timestamp(self) -> int:
+        return int(self.now())
+
+    def _detect_system_info(self) -> dict[str, Any]:
+        ip = sysinfo.ip_address(self.api.base_url)
+        mac = sysinfo.normalize_mac(self.config.mac) if self.config.mac else sysinfo.mac_address(ip)
+        return {
+            "version": __version__,
+            "board": self._board,
+            "mac": mac,
+            "ip": ip,
+            "uptime": sysinfo.uptime(),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        info = dict(self._system_info())
+        info.setdefault("version", __version__)
+        info.setdefault("board", self._board)
+        return info
+
+    def _csr_pem(self, identity: Identity) -> str:
+        if self._csr is None:
+            self._csr = identity.key.csr_pem(identity.device_id)
+        return self._csr
+
+    def _require_identity(self) -> Identity:
+        if self.identity is None:
+            raise RuntimeError("no identity")  # unreachable: REGISTER runs first
+        return self.identity
+
+    def _learn_time(self, response: Response) -> None:
+        server_time = response.server_time()
+        if server_time is None:
+            return
+        offset = server_time - self.clock.time()
+        if abs(offset - self.clock_offset) > 5:
+            log.warning("clock corrected by %+.0f s from the service's time", offset - self.clock_offset)
+        self.clock_offset = offset
+
+    def _unauthorized(self, response: Response, what: str) -> float:
+        if response.server_time() is not None and self._clock_retry_armed:
+            # Once per run of 401s: a corrected clock deserves a quick retry, a bad key does not.
+            self._clock_retry_armed = False
+            log.warning("%s refused (401); retrying with the corrected clock", what)
+            return CLOCK_RETRY_DELAY
+        log.error("%s refused (401): signature not accepted; is this device's key the registered one?", what)
+        return self.backoff.next(self._retry_after(response))
+
+    def _retry_after(self, response: Response) -> float | None:
+        return response.retry_after(now=self.now())
+
+    def _wipe(self) -> None:
+        self.store.wipe()
+        self.credentials = None
+
+    # -- states -----------------------------------------------------------------------------------
+
+    def _register(self) -> float:
+        key = load_or_create_key(self.config.state_dir / KEY_FILE)
+        info = self._info()
+        mac = sysinfo.normalize_mac(str(info.get("mac", "")))
+        csr = key.csr_pem("pending-" + mac.replace(":", ""))
+        try:
+            response = self.api.register(self.config.registration_token, mac, csr, str(info["board"]))
+        except NetworkError as exc:
+            log.warning("register failed: %s; retrying", exc)
+            return self.backoff.next()
+        if response.status in (200, 201):
+            device_id = response.value("deviceId")
+            if not isinstance(device_id, str) or not device_id:
+                log.error("register answered %s without a deviceId; retrying", response.status)
+                return self.backoff.next()
+            identity = Identity(device_id, key, self.api.base_url)
+            save_identity_file(self.config.state_dir / IDENTITY_FILE, identity)
+            self.identity, self._csr = identity, None
+            log.info("registered as device %s; polling for credentials", device_id)
+            self.state = State.POLL
+            self.backoff.reset()
+            return 0.0
+        retry_after = self._retry_after(response)
+        if response.status == 429:
+            log.warning("register rate-limited; retrying later")
+            return self.backoff.next(retry_after)
+        reasons = {
+            401: "the registration token is unknown or expired; download a new device configuration",
+            409: f"the registration token is bound to another MAC address than {mac}",
+            410: "the registration token was already used; regenerate it in the claim page",
+        }
+        if response.status in reasons:
+            log.error("registration refused (HTTP %s): %s", response.status, reasons[response.status])
+            return self.backoff.at_cap(retry_after)
+        log.warning("register answered HTTP %s; retrying", response.status)
+        return self.backoff.next(retry_after)
+
+    def _poll(self) -> float:
+        identity = self._require_identity()
+        payload = {"attempt": self.polls, "agent": self._info(), "csr": self._csr_pem(identity)}
+        self.polls += 1
+        try:
+            response = self.api.poll(identity, payload, self._timestamp())
+        except NetworkError as exc:
+            log.warning("poll failed: %s; retrying", exc)
+            return self.backoff.next()
+        self._learn_time(response)
+        if response.status == 401:
+            return self._unauthorized(response, "poll")
+        self._clock_retry_armed = True
+        retry_after = self._retry_after(response)
+        if response.status == 200:
+            return self._poll_answer(response, retry_after)
+        if response.status == 403:
+            log.error("the service revoked this device; wiping credentials, polling slowly")
+            self._wipe()
+            return self.backoff.at_cap(retry_after)
+        if response.status == 404:
+            log.error("the service does not know device %s (deleted?); polling slowly", identity.device_id)
+            return self.backoff.at_cap(retry_after)
+        if response.status == 429:
+            log.warning("poll rate-limited; waiting %s s", retry_after)
+            return self.backoff.next(retry_after)
+        log.warning("poll answered HTTP %s; retrying", response.status)
+        return self.backoff.next(retry_after)
+
+    def _poll_answer(self, response: Response, retry_after: float | None) -> float:
+        status = response.value("status")
+        if status == "provisioned":
+            try:
+                fresh = Credentials.from_poll(response.body)
+            except CredentialsError as exc:
+                log.error("%s; retrying", exc)
+                return self.backoff.next(retry_after)
+            current = self.credentials
+            same = current is not None and current.certificate_id == fresh.certificate_id
+            if same and current is not None and current.acked:
+                fresh = fresh.with_ack()
+            self.store.save(fresh)
+            self.credentials = fresh
+            if not same:
+                log.info("claimed: received certificate %s for %s", fresh.certificate_id, fresh.thing_name)
+                self.backoff.reset()
+            self.state = State.CONNECT if fresh.acked else State.ACK
+            return 0.0
+        if status == "unclaimed":
+            if self.credentials is not None:
+                log.warning("the service says unclaimed (released while offline); wiping credentials")
+                self._wipe()
+                self.backoff.reset()
+            return self.backoff.next(retry_after)
+        if self.credentials is not None:
+            # Any other answer (e.g. active) leaves our certificate standing: try the broker again.
+            self.state = State.CONNECT if self.credentials.acked else State.ACK
+            return 0.0
+        log.info("poll answered status %r; waiting", status)
+        return self.backoff.next(retry_after)
+
+    def _ack(self) -> float:
+        identity, credentials = self._require_identity(), self.credentials
+        if credentials is None:
+            self.state = State.POLL
+            return 0.0
+        try:
+            response = self.api.ack(identity, credentials.certificate_id, self._timestamp())
+        except NetworkError as exc:
+            log.warning("ack failed: %s; retrying before connecting", exc)
+            return self.backoff.next()
+        self._learn_time(response)
+        if response.status == 401:
+            return self._unauthorized(response, "ack")
+        self._clock_retry_armed = True
+        retry_after = self._retry_after(response)
+        if 200 <= response.status < 300:
+            self.credentials = credentials.with_ack()
+            self.store.save(self.credentials)
+            log.info("certificate %s acknowledged", credentials.certificate_id)
+            self.state = State.CONNECT
+            self.backoff.reset()
+            return 0.0
+        if response.status == 403:
+            log.error("the service revoked this device; wiping credentials, polling slowly")
+            self._wipe()
+            self.state = State.POLL
+            return self.backoff.at_cap(retry_after)
+        if response.status in (404, 409, 410):
+            log.error(
+                "the service no longer expects certificate %s (HTTP %s); polling again",
+                credentials.certificate_id,
+                response.status,
+            )
+            self._wipe()
+            self.state = State.POLL
+            return self.backoff.next(retry_after)
+        log.warning("ack answered HTTP %s; retrying before connecting", response.status)
+        return self.backoff.next(retry_after)
+
+    def _mqtt_settings(self, identity: Identity, credentials: Credentials) -> MqttSettings:
+        return MqttSettings(
+            host=credentials.host,
+            port=credentials.port,
+            client_id=credentials.thing_name,
+            certificate_pem=credentials.certificate_pem,
+            private_key_pem=identity.key.private_pem(),
+            ca_pem=credentials.ca_pem,
+            will_topic=credentials.topics["status"],
+            will_payload=json.dumps({"status": "offline", "reason": "lost"}).encode(),
+            keepalive=self.config.mqtt_keepalive,
+            skip_time_check=self._clock_untrusted or abs(self.clock_offset) > MAX_TRUSTED_OFFSET,
+            key_dir=self.config.state_dir,
+        )
+
+    def _connect(self) -> float:
+        identity, credentials = self._require_identity(), self.credentials
+        if credentials is None:
+            self.state = State.POLL
+            return 0.0
+        try:
+            self.transport.connect(
+                self._mqtt_settings(identity, credentials), self._on_message, self._on_disconnect
+            )
+            self.transport.subscribe(credentials.topics["commands"])
+            self._publish_status()
+        except TransportError as exc:
+            # Refused may mean revoked or released: the API knows, so ask it before trying again.
+            log.warning(
+                "MQTT connect to %s:%s failed: %s; checking with the service",
+                credentials.host,
+                credentials.port,
+                exc,
+            )
+            self.transport.disconnect()
+            self.state = State.POLL
+            return self.backoff.next()
+        log.info("online as %s on %s:%s", credentials.thing_name, credentials.host, credentials.port)
+        self.state = State.ONLINE
+        self.backoff.reset()
+        self._next_status = self.clock.monotonic() + self.config.status_interval
+        return self.config.status_interval
+
+    def _online(self) -> float:
+        while True:
+            try:
+                topic, payload = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if self._handle_command(topic, payload):
+                return 0.0
+        if not self.transport.is_connected():
+            return self._connection_lost("connection closed")
+        now = self.clock.monotonic()
+        if now >= self._next_status:
+            try:
+                self._publish_status()
+            except TransportError as exc:
+                return self._connection_lost(str(exc))
+            self._next_status = now + self.config.status_interval
+        return max(0.0, self._next_status - now)
+
+    def _connection_lost(self, why: str) -> float:
+        log.warning("MQTT connection lost (%s); reconnecting", why)
+        self.transport.disconnect()
+        self.state = State.CONNECT
+        return self.backoff.next()
+
+    def _status(self, status: str, **extra: Any) -> bytes:
+        return json.dumps(
+            {"status": status, "timestamp": self._timestamp(), **self._info(), **extra}
+        ).encode()
+
+    def _publish_status(self) -> None:
+        if self.credentials is not None:
+            self.transport.publish(self.credentials.topics["status"], self._status("online"))
+
+    def _handle_command(self, topic: str, payload: bytes) -> bool:
+        """Act on one command; True when it changed state."""
+        credentials = self.credentials
+        if credentials is None or topic != credentials.topics.get("commands"):
+            return False
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a command that is not JSON")
+            return False
+        command = message.get("command") if isinstance(message, dict) else None
+        if command != "release":
+            log.info("ignoring unknown command %r", command)
+            return False
+        log.warning("released by the owner: wiping credentials and polling for a new claim")
+        # The service may already have cut us off; the wipe is what matters.
+        with contextlib.suppress(TransportError):
+            self.transport.publish(credentials.topics["status"], self._status("offline", reason="released"))
+        self.transport.disconnect()
+        self._wipe()
+        self.state = State.POLL
+        self.backoff.reset()
+        return True
+
+    # Called from the transport's network thread: hand over and wake the loop.
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self._commands.put((topic, payload))
+        self._wake.set()
+
+    def _on_disconnect(self) -> None:
+        self._wake.set()
+
+    def _shutdown(self) -> None:
+        if self.state is State.ONLINE and self.credentials is not None and self.transport.is_connected():
+            # If this fails the broker sends the last will instead.
+            with contextlib.suppress(TransportError):
+                self.transport.publish(
+                    self.credentials.topics["status"], self._status("offline", reason="shutdown")
+                )
+        self.transport.disconnect()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""The Latchkey CDK app: one stack (`stack.LatchkeyStack`) composed of one construct per concern."""

@@ -1,0 +1,94 @@
+"""Publish a message to a device: IoT Core's data plane on AWS, the local mosquitto when bridged.
+
+`LATCHKEY_MQTT_BRIDGE` (local only) is JSON {"host", "port", "certfile", "keyfile", "cafile"} (the
+shorter "cert", "key", "ca" are accepted too): the service's own client certificate for the local
+broker. paho-mqtt is imported only then; one connection per publish, QoS 1, bounded wait for PUBACK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import cache
+from typing import Any
+
+from lambdas import constants as c
+from lambdas.errors import ServiceUnavailable
+
+PUBACK_TIMEOUT_S = 5.0
+
+
+class PublishFailed(ServiceUnavailable):
+    """The message could not be handed to the broker."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryAfter=5, headers={"Retry-After": "5"})
+
+
+def publish(topic: str, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    bridge = os.environ.get(c.ENV_MQTT_BRIDGE, "").strip()
+    if bridge:
+        _publish_bridge(json.loads(bridge), topic, data)
+    else:
+        _publish_iot(topic, data)
+
+
+def _publish_iot(topic: str, data: bytes) -> None:
+    try:
+        _iot_data().publish(topic=topic, qos=1, payload=data)
+    except Exception as exc:
+        raise PublishFailed(f"IoT did not accept the message for {topic}.") from exc
+
+
+@cache
+def _iot_data() -> Any:
+    """The iot-data client for this account's ATS endpoint (moto's endpoint when one is configured)."""
+    from lambdas.aws_clients import client
+
+    if os.environ.get("LATCHKEY_AWS_ENDPOINT_URL"):
+        return client("iot-data")
+    import boto3
+
+    from lambdas.adapters import iot
+
+    host = iot.describe_endpoint()["host"]
+    return boto3.session.Session().client("iot-data", endpoint_url=f"https://{host}")
+
+
+def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes) -> None:
+    import paho.mqtt.client as paho  # deferred: local only
+
+    client = paho.Client(
+        callback_api_version=paho.CallbackAPIVersion.VERSION2,
+        client_id=f"latchkey-service-{secrets.token_hex(4)}",
+        protocol=paho.MQTTv311,
+    )
+    client.tls_set(
+        ca_certs=settings.get("cafile") or settings.get("ca"),
+        certfile=settings.get("certfile") or settings.get("cert"),
+        keyfile=settings.get("keyfile") or settings.get("key"),
+    )
+    host, port = str(settings.get("host", "127.0.0.1")), int(settings.get("port", 8883))
+    try:
+        client.connect(host, port, keepalive=30)
+    except (OSError, ValueError) as exc:
+        raise PublishFailed(f"The MQTT broker at {host}:{port} is unreachable.") from exc
+    client.loop_start()
+    try:
+        info = client.publish(topic, data, qos=1)
+        info.wait_for_publish(timeout=PUBACK_TIMEOUT_S)
+        if not info.is_published():
+            raise PublishFailed(f"The MQTT broker did not acknowledge the message for {topic}.")
+    except (RuntimeError, ValueError) as exc:  # paho: not connected / queue full
+        raise PublishFailed(f"The MQTT broker refused the message for {topic}.") from exc
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def reset() -> None:
+    clear = getattr(_iot_data, "cache_clear", None)
+    if clear is not None:
+        clear()

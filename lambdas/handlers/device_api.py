@@ -1,0 +1,141 @@
+"""Device API Lambda: `POST /v1/device/poll`, `POST /v1/device/ack`, `POST /v1/device/register`.
+
+Deliberately light: stdlib, the shared helpers, and the DAL. `cryptography` is imported on the first
+signature check, the IoT adapter only when a device is provisioned or acknowledges, and the
+registration logic only for `register`. The unclaimed poll costs one DynamoDB GetItem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+from lambdas import constants as c
+from lambdas import http
+from lambdas.dal import devices
+from lambdas.errors import BadRequest, Forbidden, LatchkeyError, NotFound
+from lambdas.logic import poll, signature
+
+log = logging.getLogger("latchkey.device_api")
+log.setLevel(os.environ.get("LATCHKEY_LOG_LEVEL", "INFO"))
+
+POLL = "POST /v1/device/poll"
+ACK = "POST /v1/device/ack"
+REGISTER = "POST /v1/device/register"
+_CERTIFICATE_ID = re.compile(r"^[0-9a-fA-F]{64}$")
+_INTERNAL = {"error": "internal_error", "message": "Something went wrong on our side. Please retry later."}
+
+
+def _log(level: int, message: str, **fields: Any) -> None:
+    if log.isEnabledFor(level):
+        log.log(level, json.dumps({"msg": message, **fields}, default=str))
+
+
+def _request(event: dict[str, Any]) -> tuple[str, str, str]:
+    """(route key, method, path as received - the path the device signed)."""
+    ctx_http = (event.get("requestContext") or {}).get("http") or {}
+    method = str(ctx_http.get("method") or event.get("httpMethod") or "").upper()
+    path = str(event.get("rawPath") or ctx_http.get("path") or event.get("path") or "")
+    route = str(event.get("routeKey") or "")
+    if not route or route == "$default":
+        route = f"{method} {path}"
+    return route, method or route.split(" ", 1)[0], path or route.split(" ", 1)[-1]
+
+
+def _signed(event: dict[str, Any]) -> signature.SignedHeaders:
+    return signature.parse_headers(
+        http.header(event, c.HEADER_DEVICE_ID),
+        http.header(event, c.HEADER_TIMESTAMP),
+        http.header(event, c.HEADER_SIGNATURE),
+    )
+
+
+def _poll(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    signed = _signed(event)
+    raw = http.raw_body(event)
+    body = poll.validate(http.json_body(raw))
+    device = poll.ensure_pollable(devices.get(signed.device_id))  # the one read of the hot path
+    signature.check(signed, device.get("publicKeyPem"), method, path, raw)
+    result = poll.answer(device, body, http.source_ip(event))
+    _log(
+        logging.DEBUG if result["status"] == "unclaimed" else logging.INFO,
+        "poll",
+        deviceId=signed.device_id,
+        state=device.get("state"),
+        answer=result["status"],
+        attempt=body["attempt"],
+    )
+    return http.response(200, result)
+
+
+def _ack(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    signed = _signed(event)
+    raw = http.raw_body(event)
+    body = http.json_body(raw)
+    device = poll.ensure_pollable(devices.get(signed.device_id, consistent=True))
+    signature.check(signed, device.get("publicKeyPem"), method, path, raw)
+    if device.get("state") == c.STATE_REVOKED:
+        raise Forbidden("This device has been revoked.")
+    certificate_id = body.get("certificateId")
+    if not isinstance(certificate_id, str) or not _CERTIFICATE_ID.match(certificate_id):
+        raise BadRequest("certificateId must be the 64-character hex id of the delivered certificate.")
+
+    from lambdas.logic import provisioning  # deferred: the IoT adapter
+
+    provisioning.acknowledge(device, certificate_id, source_ip=http.source_ip(event))
+    _log(logging.INFO, "ack", deviceId=signed.device_id, certificateId=certificate_id)
+    return http.response(204)
+
+
+def _register(event: dict[str, Any]) -> dict[str, Any]:
+    """Registration-token onboarding (design.md B); `lambdas.logic.registration` implements it."""
+    import importlib
+
+    try:
+        registration = importlib.import_module("lambdas.logic.registration")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lambdas.logic.registration":
+            raise
+        raise NotFound("Device registration is not available.") from None
+    body = http.json_body(http.raw_body(event))
+    result = registration.register(body, source_ip=http.source_ip(event))
+    return http.response(201, result)
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    route, method, path = _request(event)
+    try:
+        if route == POLL:
+            return _poll(event, method, path)
+        if route == ACK:
+            return _ack(event, method, path)
+        if route == REGISTER:
+            return _register(event)
+        raise NotFound(f"No route for {route}.")
+    except LatchkeyError as error:
+        level = logging.WARNING if error.status in (401, 403, 409, 413) else logging.INFO
+        _log(
+            level,
+            "refused",
+            route=route,
+            status=error.status,
+            error=error.code,
+            detail=error.message,
+            deviceId=http.header(event, c.HEADER_DEVICE_ID),
+        )
+        return http.error_response(error)
+    except Exception as exc:
+        log.exception(
+            json.dumps(
+                {
+                    "msg": "unhandled error",
+                    "route": route,
+                    "error": type(exc).__name__,
+                    "requestId": getattr(context, "aws_request_id", None),
+                }
+            )
+        )
+        return http.response(500, _INTERNAL)

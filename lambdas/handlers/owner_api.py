@@ -1,0 +1,432 @@
+"""Owner API Lambda: the claim page's HTTP API behind the Cognito JWT authorizer, and its OpenAPI document.
+
+Powertools' APIGatewayHttpResolver routes and validates with the pydantic models of `lambdas.models`;
+route functions only parse, call `lambdas.logic`, and wrap the answer in a model. One exception handler
+turns everything into `{"error", "message"}` JSON: domain errors with their status, validation errors as
+400 `validation_error` with a sentence naming the field, anything else as a logged 500.
+
+The caller is the JWT's `sub` claim (API Gateway verified the token); the display email comes from the
+`email` claim, else `username`/`cognito:username`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from lambdas import http
+from lambdas.errors import BadRequest, LatchkeyError, NotFound, Unauthorized
+from lambdas.logic import claims, owner
+from lambdas.models.common import ErrorBody
+from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
+from lambdas.models.pending import PendingCreateRequest
+
+log = logging.getLogger("latchkey.owner_api")
+log.setLevel(os.environ.get("LATCHKEY_LOG_LEVEL", "INFO"))
+
+TITLE = "Latchkey"
+API_VERSION = "1.0.0"
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+JSON = "application/json"
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+class ValidationFailed(BadRequest):
+    code = "validation_error"
+
+
+class UnsupportedMediaType(LatchkeyError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+_INTERNAL = {
+    "error": "internal_error",
+    "message": "Something went wrong on our side. Please try again later.",
+}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "not_found",
+}
+
+
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in (loc or ())]
+    if parts and parts[0] in ("body", "path", "query", "header"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    """A sentence for one pydantic/Powertools validation error, naming the field."""
+    kind = str(error.get("type", ""))
+    field = _field(error.get("loc"))
+    ctx = error.get("ctx") or {}
+    if kind == "json_invalid":
+        return "The request body is not valid JSON."
+    if not field:
+        if kind == "missing":
+            return "The request body is required (a JSON object)."
+        return "The request body must be a JSON object."
+    if kind == "missing":
+        return f"The field '{field}' is required."
+    if kind in ("string_too_short", "too_short"):
+        if ctx.get("min_length") == 1:
+            return f"The field '{field}' must not be empty."
+        return f"The field '{field}' must be at least {ctx.get('min_length')} characters long."
+    if kind in ("string_too_long", "too_long"):
+        return f"The field '{field}' must be at most {ctx.get('max_length')} characters long."
+    if kind == "string_type":
+        return f"The field '{field}' must be a string."
+    if kind == "string_pattern_mismatch":
+        return f"The field '{field}' contains characters that are not allowed."
+    message = str(error.get("msg") or "is invalid").rstrip(".")
+    return f"The field '{field}' is invalid: {message[:1].lower() + message[1:]}."
+
+
+def _error_response(error: LatchkeyError) -> Response:
+    return Response(
+        status_code=error.status,
+        content_type=JSON,
+        body=json.dumps(error.body(), separators=(",", ":")),
+        headers=error.headers(),
+    )
+
+
+@app.exception_handler(Exception)
+def _on_error(exc: Exception) -> Response:
+    """The one place where exceptions become answers."""
+    if isinstance(exc, LatchkeyError):
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return _error_response(exc)
+    if isinstance(exc, RequestUnsupportedContentType):
+        return _error_response(
+            UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
+        )
+    if isinstance(exc, RequestValidationError):
+        errors = list(exc.errors())
+        if not any((e.get("loc") or ("",))[0] == "response" for e in errors):
+            first = errors[0] if errors else {}
+            return _error_response(ValidationFailed(_sentence(first)))
+        log.error("response failed validation: %s", [(e.get("loc"), e.get("type")) for e in errors])
+    elif isinstance(exc, ServiceError):  # Powertools' own: no route (404), method not allowed, ...
+        error = LatchkeyError("No such route." if exc.status_code in (404, 405) else str(exc.msg))
+        error.status, error.code = exc.status_code, _STATUS_CODES.get(exc.status_code, "error")
+        return _error_response(error)
+    else:
+        log.exception("unhandled error on %s", app.current_event.raw_path if app.current_event else "?")
+    return Response(status_code=500, content_type=JSON, body=json.dumps(_INTERNAL, separators=(",", ":")))
+
+
+def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
+    """OpenAPI responses: the success (schema from the return annotation) and the errors, as ErrorBody."""
+    text = {
+        400: "Invalid request (`validation_error`, `invalid_code`, `bad_request`).",
+        401: "Missing or invalid token.",
+        404: "Not found (also: another account's device).",
+        409: "Conflict.",
+        413: "Request body larger than 16 KB.",
+        429: "Too many failed attempts; see `Retry-After`.",
+    }
+    errors = {code: {"description": text[code], "content": {JSON: {"model": ErrorBody}}} for code in codes}
+    return {ok: {"description": description}, **errors}
+
+
+# --- the caller --------------------------------------------------------------------------------------
+
+
+def _caller() -> tuple[str, str | None]:
+    """(owner id, display email) from the JWT claims the authorizer verified; 401 without them."""
+    claims_ = app.current_event.request_context.authorizer.jwt_claim
+    sub = claims_.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("Sign in to use this API.")
+    email = claims_.get("email") or claims_.get("username") or claims_.get("cognito:username")
+    return sub, str(email) if email else None
+
+
+def _source_ip() -> str:
+    return app.current_event.request_context.http.source_ip or ""
+
+
+# --- claims and devices ------------------------------------------------------------------------------
+
+DEVICES = ["devices"]
+
+
+@app.post(
+    "/v1/claims",
+    summary="Claim a device with the code on its label",
+    description="Idempotent: claiming your own device again answers 200. 409 if another account owns it.",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The claimed device.", 400, 401, 404, 409, 413, 429),
+)
+def claim(body: ClaimRequest) -> Device:
+    owner_id, email = _caller()
+    device, _ = claims.claim_device(owner_id, email, body.claimCode, body.name, _source_ip())
+    return Device(**device)
+
+
+@app.get(
+    "/v1/devices",
+    summary="Your devices, newest first",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "Your devices.", 401),
+)
+def list_devices() -> DeviceList:
+    owner_id, _ = _caller()
+    return DeviceList(devices=[Device(**d) for d in owner.list_devices(owner_id)])
+
+
+@app.get(
+    "/v1/devices/<id>",
+    summary="One device",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The device.", 401, 404),
+)
+def get_device(id: str) -> Device:
+    owner_id, _ = _caller()
+    return Device(**owner.get_device(owner_id, id))
+
+
+@app.patch(
+    "/v1/devices/<id>",
+    summary="Rename a device",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The renamed device.", 400, 401, 404),
+)
+def rename_device(id: str, body: RenameRequest) -> Device:
+    owner_id, _ = _caller()
+    return Device(**owner.rename(owner_id, id, body.name))
+
+
+@app.delete(
+    "/v1/devices/<id>",
+    summary="Delete a device",
+    description="Removes its certificate and thing; its next poll gets 404. The audit trail is kept.",
+    tags=DEVICES,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Deleted.", 401, 404),
+)
+def delete_device(id: str) -> None:
+    owner_id, _ = _caller()
+    owner.delete(owner_id, id, _source_ip())
+
+
+@app.post(
+    "/v1/devices/<id>/revoke",
+    summary="Revoke a device's certificate",
+    description="Disconnects the device; its polls get 403 until it is released or deleted.",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The revoked device.", 401, 404),
+)
+def revoke_device(id: str) -> Device:
+    owner_id, _ = _caller()
+    return Device(**owner.revoke(owner_id, id, _source_ip()))
+
+
+@app.post(
+    "/v1/devices/<id>/release",
+    summary="Release a device",
+    description="Tells the agent to wipe its credentials, revokes the certificate and returns the device "
+    "to `unclaimed`, so it can be claimed again with its label.",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The device, now unclaimed.", 401, 404),
+)
+def release_device(id: str) -> Device:
+    owner_id, _ = _caller()
+    return Device(**owner.release(owner_id, id, _source_ip()))
+
+
+@app.get(
+    "/v1/devices/<id>/events",
+    summary="A device's audit trail, newest first",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The audit trail.", 401, 404),
+)
+def device_events(id: str) -> EventList:
+    owner_id, _ = _caller()
+    return EventList.model_validate({"events": owner.events(owner_id, id)})
+
+
+# --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------
+
+PENDING = ["pending devices"]
+
+
+REGISTRATION_MODULE = "lambdas.logic.registration"
+
+
+def _registration() -> Any:
+    """The registration logic, imported on first use; 404 while it is not part of the deployment."""
+    import importlib
+
+    try:
+        return importlib.import_module(REGISTRATION_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != REGISTRATION_MODULE:
+            raise
+        raise NotFound("Adding devices with a registration token is not available yet.") from None
+
+
+@app.post(
+    "/v1/pending",
+    summary="Add a device: a pending device and its one-time registration token",
+    tags=PENDING,
+    security=SECURITY,
+    status_code=201,
+    responses=_responses(201, "The pending device, its token and device configuration.", 400, 401, 429),
+)
+def create_pending(body: PendingCreateRequest) -> dict[str, Any]:
+    owner_id, email = _caller()
+    result: dict[str, Any] = _registration().create_pending(
+        owner_id, email, body.name, body.board, _source_ip()
+    )
+    return result
+
+
+@app.get(
+    "/v1/pending",
+    summary="Your pending devices",
+    tags=PENDING,
+    security=SECURITY,
+    responses=_responses(200, "Your pending devices.", 401),
+)
+def list_pending() -> dict[str, Any]:
+    owner_id, _ = _caller()
+    result: dict[str, Any] = _registration().list_pending(owner_id)
+    return result
+
+
+@app.delete(
+    "/v1/pending/<id>",
+    summary="Delete a pending device",
+    tags=PENDING,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Deleted.", 401, 404),
+)
+def delete_pending(id: str) -> None:
+    owner_id, _ = _caller()
+    _registration().delete_pending(owner_id, id, _source_ip())
+
+
+@app.post(
+    "/v1/pending/<id>/claim",
+    summary="Claim a registered pending device manually",
+    tags=PENDING,
+    security=SECURITY,
+    responses=_responses(200, "The claimed device.", 401, 404, 409),
+)
+def claim_pending(id: str) -> dict[str, Any]:
+    owner_id, email = _caller()
+    result: dict[str, Any] = _registration().claim_pending(owner_id, email, id, _source_ip())
+    return result
+
+
+@app.post(
+    "/v1/pending/<id>/token",
+    summary="Regenerate the registration token (revokes the old one)",
+    tags=PENDING,
+    security=SECURITY,
+    responses=_responses(200, "The new token and device configuration.", 401, 404),
+)
+def regenerate_token(id: str) -> dict[str, Any]:
+    owner_id, _ = _caller()
+    result: dict[str, Any] = _registration().regenerate_token(owner_id, id, _source_ip())
+    return result
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------------
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The resolver's document for the owner routes, plus the device routes (lambdas.models.device)."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    from lambdas.models.device import device_openapi
+
+    schema = app.get_openapi_schema(
+        title=TITLE,
+        version=API_VERSION,
+        description="Claim, watch and manage Latchkey devices (owner routes, Cognito JWT), and the device "
+        "protocol (signed requests).",
+        security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT", description="Cognito token.")},
+    )
+    document: dict[str, Any] = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
+    _describe_errors_as_answered(document)
+    paths, schemas = device_openapi()
+    document.setdefault("paths", {}).update(paths)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in schemas.items():
+        components.setdefault(name, definition)
+    return document
+
+
+def _describe_errors_as_answered(document: dict[str, Any]) -> None:
+    """Powertools documents validation errors as its own 422 shape; this API answers them as 400 ErrorBody."""
+    error_ref = {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {
+                    "description": "Invalid request (`validation_error`).",
+                    "content": error_ref,
+                }
+            if "204" in responses:
+                responses["204"].pop("content", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+
+
+@app.get("/v1/openapi.json", summary="This document", tags=["meta"], cache_control="public, max-age=300")
+def openapi_json() -> dict[str, Any]:
+    return openapi_document()
+
+
+# --- entry point -------------------------------------------------------------------------------------
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    try:
+        http.raw_body(event).decode("utf-8")  # size limit (413) before anything parses the body
+    except LatchkeyError as error:
+        return http.error_response(error)
+    except (binascii.Error, ValueError):  # bad base64, or not UTF-8
+        return http.error_response(BadRequest("The request body is not valid UTF-8 JSON."))
+    response = app.resolve(event, context)
+    headers = response.setdefault("headers", {})
+    if not any(k.lower() == "cache-control" for k in headers):
+        headers["Cache-Control"] = "no-store"
+    return response

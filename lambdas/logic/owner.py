@@ -1,0 +1,250 @@
+"""What an owner can do with their devices: list, get, rename, delete, revoke, release, audit trail.
+
+Every route is scoped to the caller: another owner's device and a missing one are the same 404 (no
+existence oracle), and every change is conditional on `ownerId = caller`, so a concurrent change by
+someone else (a release and a new claim, say) cannot be overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from lambdas import constants as c
+from lambdas.dal import audit, devices
+from lambdas.dal.devices import ConditionFailed
+from lambdas.errors import NotFound
+from lambdas.logic import presence
+
+log = logging.getLogger("latchkey.owner")
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+NOT_FOUND_MESSAGE = "There is no device with this id in your account."
+
+# What a release clears, so the device is as it left the factory (the label's claim code still works).
+RELEASE_CLEARS = (
+    c.DEVICE_OWNER_KEY,
+    "ownerEmail",
+    "name",
+    "claimedAt",
+    "thingName",
+    "certificateId",
+    "certificatePem",
+    "certificateStatus",
+    "provisionedAt",
+    "activatedAt",
+    "revokedAt",
+    "presence",
+    "lastSeenAt",
+    "registration",
+)
+
+
+def iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# --- the view ----------------------------------------------------------------------------------------
+
+
+def view(item: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The owner's view of a device item (fields of models.owner.Device); nothing internal leaks."""
+    agent = _mapping(item.get("agent"))
+    stored_presence = _mapping(item.get("presence"))
+    status, last_seen = presence.compute(item, now)
+    certificate = None
+    if item.get("certificateId"):
+        certificate = {"id": str(item["certificateId"]), "status": item.get("certificateStatus")}
+
+    def text(value: Any) -> str | None:
+        return str(value) if value not in (None, "") else None
+
+    return {
+        "id": str(item[c.DEVICE_PK]),
+        "name": text(item.get("name")),
+        "state": str(item.get("state") or c.STATE_UNCLAIMED),
+        "board": text(item.get("board") or agent.get("board")),
+        "agentVersion": text(agent.get("version")),
+        "ip": text(stored_presence.get("ip") or agent.get("ip")),
+        "mac": text(item.get("mac") or agent.get("mac")),
+        "presence": status,
+        "lastSeen": text(last_seen),
+        "certificate": certificate,
+        "claimedAt": text(item.get("claimedAt")),
+        "createdAt": text(item.get("createdAt")),
+    }
+
+
+# --- reads -------------------------------------------------------------------------------------------
+
+
+def owned(owner_id: str, device_id: str) -> dict[str, Any]:
+    """The caller's device item, or NotFound (also for another owner's device and malformed ids)."""
+    if not _DEVICE_ID.match(device_id or ""):
+        raise NotFound(NOT_FOUND_MESSAGE)
+    item = devices.get(device_id, consistent=True)
+    if item is None or item.get(c.DEVICE_OWNER_KEY) != owner_id or item.get("state") == "deleted":
+        raise NotFound(NOT_FOUND_MESSAGE)
+    return item
+
+
+def list_devices(owner_id: str, now: float | None = None) -> list[dict[str, Any]]:
+    items = [i for i in devices.list_by_owner(owner_id) if i.get(c.DEVICE_OWNER_KEY) == owner_id]
+    items = [i for i in items if i.get("state") != "deleted"]
+    items.sort(
+        key=lambda i: (str(i.get("claimedAt") or i.get("createdAt") or ""), str(i[c.DEVICE_PK])), reverse=True
+    )
+    return [view(i, now) for i in items]
+
+
+def get_device(owner_id: str, device_id: str, now: float | None = None) -> dict[str, Any]:
+    return view(owned(owner_id, device_id), now)
+
+
+def events(owner_id: str, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The audit trail, newest first, since the device joined the caller's account.
+
+    Events from before `claimedAt` belong to earlier owners (a released device changes hands) and are
+    not shown; `sourceIp` is never shown.
+    """
+    item = owned(owner_id, device_id)
+    since = _parse_iso(item.get("claimedAt"))
+    out = []
+    for event in audit.list_events(device_id, limit=limit):
+        at = _parse_iso(event.get("at"))
+        if since is not None and (at is None or at < since):
+            continue
+        if since is None and event.get("actor") not in (owner_id, "device"):
+            continue
+        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+        out.append(
+            {
+                "at": str(event.get("at")),
+                "action": str(event.get("action")),
+                "actor": event.get("actor"),
+                "detail": detail,
+            }
+        )
+    return out
+
+
+# --- changes -----------------------------------------------------------------------------------------
+
+
+def rename(owner_id: str, device_id: str, name: str, now: float | None = None) -> dict[str, Any]:
+    owned(owner_id, device_id)
+    try:
+        updated = devices.update(device_id, {"name": name}, expected={c.DEVICE_OWNER_KEY: owner_id})
+    except ConditionFailed:
+        raise NotFound(NOT_FOUND_MESSAGE) from None
+    assert updated is not None
+    return view(updated, now)
+
+
+def delete(owner_id: str, device_id: str, source_ip: str | None) -> None:
+    """Remove the certificate and the thing, then the record (the next poll gets 404). Audited."""
+    item = owned(owner_id, device_id)
+    _remove_iot(item, revoke_first=False)
+    try:
+        devices.delete(device_id, expected={c.DEVICE_OWNER_KEY: owner_id})
+    except ConditionFailed:
+        raise NotFound(NOT_FOUND_MESSAGE) from None
+    audit.record(
+        audit.event_item(
+            device_id,
+            "device.deleted",
+            owner_id,
+            source_ip,
+            {"certificateId": item.get("certificateId"), "state": item.get("state")},
+        )
+    )
+
+
+def revoke(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
+    """State `revoked`, certificate REVOKED (IoT drops the connection; polls get 403). Idempotent."""
+    now = time.time() if now is None else now
+    item = owned(owner_id, device_id)
+    if item.get("state") == c.STATE_REVOKED:
+        return view(item, now)
+    certificate_id = item.get("certificateId")
+    if certificate_id:
+        from lambdas.adapters import iot  # deferred: only changes touch IoT
+
+        iot.revoke_certificate(str(certificate_id))  # first: a record that says revoked must be true
+    fields: dict[str, Any] = {"state": c.STATE_REVOKED, "revokedAt": iso(now)}
+    if certificate_id:
+        fields["certificateStatus"] = "REVOKED"
+    event = audit.event_item(
+        device_id, "certificate.revoked", owner_id, source_ip, {"certificateId": certificate_id}
+    )
+    try:
+        devices.update(
+            device_id, fields, expected={c.DEVICE_OWNER_KEY: owner_id}, also=[audit.put_request(event)]
+        )
+    except ConditionFailed:
+        raise NotFound(NOT_FOUND_MESSAGE) from None
+    return get_device(owner_id, device_id, now)
+
+
+def release(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
+    """Tell the agent to wipe its credentials, remove the certificate, return the device to `unclaimed`."""
+    now = time.time() if now is None else now
+    item = owned(owner_id, device_id)
+    if item.get("certificateId") and item.get("state") == c.STATE_ACTIVE:
+        _tell_release(device_id, str(item.get("thingName") or device_id))
+    _remove_iot(item, revoke_first=True)
+    event = audit.event_item(
+        device_id, "device.released", owner_id, source_ip, {"certificateId": item.get("certificateId")}
+    )
+    try:
+        devices.update(
+            device_id,
+            {"state": c.STATE_UNCLAIMED, "releasedAt": iso(now)},
+            remove=RELEASE_CLEARS,
+            expected={c.DEVICE_OWNER_KEY: owner_id},
+            also=[audit.put_request(event)],
+        )
+    except ConditionFailed:
+        raise NotFound(NOT_FOUND_MESSAGE) from None
+    released = {k: v for k, v in item.items() if k not in RELEASE_CLEARS}
+    return view({**released, "state": c.STATE_UNCLAIMED}, now)
+
+
+def _tell_release(device_id: str, thing: str) -> None:
+    """Publish the release command while the device is still connected; failure is logged, not fatal."""
+    from lambdas.adapters import mqtt
+
+    try:
+        mqtt.publish(c.TOPIC_COMMANDS.format(thing=thing), {"command": "release"})
+    except Exception:
+        log.warning("release command to %s could not be published", device_id, exc_info=True)
+
+
+def _remove_iot(item: dict[str, Any], revoke_first: bool) -> None:
+    """Certificate and thing go; always tried, since a claimed device may hold an interrupted provisioning's."""
+    from lambdas.adapters import iot
+
+    certificate_id = item.get("certificateId")
+    thing = item.get("thingName")
+    if revoke_first and certificate_id:
+        iot.revoke_certificate(str(certificate_id))
+    iot.remove_certificate_and_thing(
+        str(thing or item[c.DEVICE_PK]), str(certificate_id) if certificate_id else None, delete_thing=True
+    )

@@ -1,0 +1,202 @@
+"""Device API shapes, for the OpenAPI document only.
+
+The device handler validates by hand (it must stay light: no pydantic on the poll path); these models
+describe the same contract (design.md "Device API") so that `GET /v1/openapi.json` documents it.
+`device_openapi()` turns them into OpenAPI paths and component schemas to merge into the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdas.models.common import ErrorBody
+
+
+class AgentInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str | None = Field(default=None, max_length=128, description="Agent version.")
+    board: str | None = Field(default=None, max_length=128)
+    mac: str | None = Field(default=None, max_length=128)
+    ip: str | None = Field(default=None, max_length=128)
+
+
+class PollRequest(BaseModel):
+    attempt: int = Field(default=0, ge=0, description="Polls since boot (0 for the first).")
+    agent: AgentInfo = Field(default_factory=AgentInfo, description="At most 24 short scalar fields.")
+    csr: str | None = Field(
+        default=None, max_length=4096, description="PEM CSR for the device's own key; needed once claimed."
+    )
+
+
+class PollUnclaimed(BaseModel):
+    status: Literal["unclaimed"]
+    retryAfter: int = Field(
+        ge=0, description="Seconds until the next poll; 0 keeps the agent's own schedule."
+    )
+
+
+class Endpoint(BaseModel):
+    host: str
+    port: int
+
+
+class Topics(BaseModel):
+    status: str
+    commands: str
+    shadow: str
+
+
+class PollProvisioned(BaseModel):
+    status: Literal["provisioned"]
+    thingName: str
+    certificateId: str
+    certificatePem: str
+    caPem: str = Field(description="CA chain to verify the MQTT broker.")
+    endpoint: Endpoint
+    topics: Topics
+    retryAfter: int = 0
+
+
+class AckRequest(BaseModel):
+    certificateId: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="The delivered certificate's id.")
+
+
+class RegisterRequest(BaseModel):
+    registrationToken: str = Field(max_length=256)
+    mac: str = Field(max_length=64)
+    csr: str = Field(max_length=4096)
+    board: str | None = Field(default=None, max_length=64)
+
+
+class RegisterResponse(BaseModel):
+    deviceId: str
+
+
+class DeviceError(ErrorBody):
+    serverTime: int | None = Field(default=None, description="Unix seconds; in 401 answers for clock skew.")
+
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    PollRequest,
+    PollUnclaimed,
+    PollProvisioned,
+    AckRequest,
+    RegisterRequest,
+    RegisterResponse,
+    DeviceError,
+)
+
+_SIGNED_HEADERS = (
+    ("X-Device-Id", "The device id (thing name)."),
+    ("X-Timestamp", "Unix seconds; refused with 401 and `serverTime` outside +-300 s."),
+    (
+        "X-Signature",
+        "base64 signature with the device key over `METHOD\\nPATH\\nTIMESTAMP\\nhex(sha256(body))` "
+        "(ECDSA P-256/SHA-256 DER, or RSA-2048 PKCS#1 v1.5/SHA-256).",
+    ),
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref(DeviceError), description)
+
+
+def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(paths, component schemas) of the device API, to merge into the owner API's document."""
+    from pydantic.json_schema import models_json_schema
+
+    _, top = models_json_schema(
+        [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    signed = [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
+        for name, text in _SIGNED_HEADERS
+    ]
+    too_many = {
+        **_error("Too many requests."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    }
+    tags = ["device"]
+    paths: dict[str, Any] = {
+        "/v1/device/poll": {
+            "post": {
+                "tags": tags,
+                "summary": "Poll for credentials",
+                "description": "Unclaimed devices learn when to poll again; claimed ones get their "
+                "certificate (issued from the CSR), the CA, the endpoint and their topics.",
+                "operationId": "device_poll",
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(PollRequest)}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "oneOf": [_ref(PollUnclaimed), _ref(PollProvisioned)],
+                            "discriminator": {"propertyName": "status"},
+                        },
+                        "Unclaimed, or provisioned with credentials.",
+                    ),
+                    "400": _error("Malformed body or CSR."),
+                    "401": _error("Bad signature, or clock outside the window (see serverTime)."),
+                    "403": _error("The device has been revoked."),
+                    "404": _error("Unknown or deleted device."),
+                    "429": too_many,
+                },
+            }
+        },
+        "/v1/device/ack": {
+            "post": {
+                "tags": tags,
+                "summary": "Acknowledge saved credentials",
+                "description": "The certificate becomes ACTIVE only after this call.",
+                "operationId": "device_ack",
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(AckRequest)}},
+                },
+                "responses": {
+                    "204": {"description": "Certificate activated."},
+                    "401": _error("Bad signature or clock."),
+                    "403": _error("The device has been revoked."),
+                    "404": _error("Unknown or deleted device."),
+                    "409": _error("Not the certificate issued to this device."),
+                },
+            }
+        },
+        "/v1/device/register": {
+            "post": {
+                "tags": tags,
+                "summary": "Register with a one-time registration token",
+                "description": "Authenticated by the token (not signed). Consumes the token, binds it to the "
+                "MAC and claims the device for the owner who generated it.",
+                "operationId": "device_register",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(RegisterRequest)}},
+                },
+                "responses": {
+                    "201": _json(_ref(RegisterResponse), "Registered."),
+                    "401": _error("Unknown or expired token."),
+                    "409": _error("The MAC differs from the one the token is bound to."),
+                    "410": _error("The token was already used."),
+                    "429": too_many,
+                },
+            }
+        },
+    }
+    return paths, schemas

@@ -1,0 +1,290 @@
+"""The local certificate authority: the stand-in for the AWS IoT CA chain and for own-CA mode.
+
+One EC P-256 CA signs the broker's server certificate (SAN 127.0.0.1 and localhost), the service
+client certificate (CN `latchkey-service`, the embedded cloud's own MQTT identity) and, through the
+Lambda code's own-CA adapter (the CA pair is in the secret), every device certificate. It also writes
+the CRL the broker checks. Everything lives under one directory; private keys are mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SERVICE_CN = "latchkey-service"
+CA_CN = "Latchkey Local CA"
+
+CA_CERT_FILE = "ca.pem"
+CA_KEY_FILE = "ca.key"
+SERVER_CERT_FILE = "server.pem"
+SERVER_KEY_FILE = "server.key"
+SERVICE_CERT_FILE = "service.pem"
+SERVICE_KEY_FILE = "service.key"
+CRL_FILE = "crl.pem"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """Write atomically with the given mode (the file never exists with looser permissions)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def common_name(cert: x509.Certificate) -> str | None:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    common_name: str
+    serial: int
+    cert_pem: str
+    key_pem: str | None  # None when issued from a CSR (the key stays with its owner)
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class LocalCA:
+    """A CA whose files live in `directory` (created 0700 if missing; reused if already there)."""
+
+    def __init__(self, directory: str | os.PathLike[str], common_name: str = CA_CN) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self.cert_file = self.directory / CA_CERT_FILE
+        self.key_file = self.directory / CA_KEY_FILE
+        self.crl_file = self.directory / CRL_FILE
+        if self.cert_file.exists() and self.key_file.exists():
+            self.cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
+            key = serialization.load_pem_private_key(self.key_file.read_bytes(), None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            self.key = key
+        else:
+            self.key = new_key()
+            self.cert = self._self_signed(common_name)
+            _write(self.key_file, key_pem(self.key), 0o600)
+            _write(self.cert_file, cert_pem(self.cert))
+        self._revoked: set[int] = set()
+        if self.crl_file.exists():
+            crl = x509.load_pem_x509_crl(self.crl_file.read_bytes())
+            self._revoked = {entry.serial_number for entry in crl}
+        else:
+            self.write_crl(())
+
+    # -- the CA itself --------------------------------------------------------------------------
+    def _self_signed(self, cn: str) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        now = _now()
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    @property
+    def cert_pem(self) -> str:
+        return cert_pem(self.cert).decode()
+
+    @property
+    def key_pem(self) -> str:
+        return key_pem(self.key).decode()
+
+    # -- issuing --------------------------------------------------------------------------------
+    def _issue(
+        self,
+        subject_cn: str,
+        public_key: ec.EllipticCurvePublicKey | object,
+        *,
+        server: bool,
+        hosts: Iterable[str] = (),
+        days: int = 825,
+    ) -> x509.Certificate:
+        now = _now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+        )
+        sans: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
+    def issue_server_cert(
+        self, hosts: Iterable[str] = ("127.0.0.1", "localhost"), name: str = "server"
+    ) -> IssuedCert:
+        hosts = list(hosts)
+        key = new_key()
+        cert = self._issue(hosts[0] if hosts else name, key.public_key(), server=True, hosts=hosts)
+        return self._save(name, cert, key)
+
+    def issue_client_cert(self, cn: str, *, save_as: str | None = None, days: int = 825) -> IssuedCert:
+        """A client certificate with a fresh key; written to `<save_as>.pem/.key` when `save_as` is given."""
+        key = new_key()
+        cert = self._issue(cn, key.public_key(), server=False, days=days)
+        if save_as:
+            return self._save(save_as, cert, key)
+        return IssuedCert(cn, cert.serial_number, cert_pem(cert).decode(), key_pem(key).decode())
+
+    def sign_csr(self, csr_pem: str | bytes, cn: str | None = None, days: int = 825) -> IssuedCert:
+        """Sign a device CSR (what the own-CA adapter does in the Lambda code), CN forced to `cn`."""
+        csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+        subject_cn = cn or common_name_of_csr(csr) or "device"
+        cert = self._issue(subject_cn, csr.public_key(), server=False, days=days)
+        return IssuedCert(subject_cn, cert.serial_number, cert_pem(cert).decode(), None)
+
+    def service_cert(self) -> IssuedCert:
+        """The embedded cloud's own MQTT identity (full access in the broker ACL); created once."""
+        cert_file = self.directory / SERVICE_CERT_FILE
+        key_file = self.directory / SERVICE_KEY_FILE
+        if cert_file.exists() and key_file.exists():
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            return IssuedCert(
+                SERVICE_CN,
+                cert.serial_number,
+                cert_file.read_text(),
+                key_file.read_text(),
+                cert_file,
+                key_file,
+            )
+        key = new_key()
+        return self._save("service", self._issue(SERVICE_CN, key.public_key(), server=False), key)
+
+    def _save(self, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> IssuedCert:
+        cert_file = _write(self.directory / f"{stem}.pem", cert_pem(cert))
+        key_file = _write(self.directory / f"{stem}.key", key_pem(key), 0o600)
+        return IssuedCert(
+            common_name(cert) or stem,
+            cert.serial_number,
+            cert_pem(cert).decode(),
+            key_pem(key).decode(),
+            cert_file,
+            key_file,
+        )
+
+    # -- revocation -----------------------------------------------------------------------------
+    @property
+    def revoked(self) -> frozenset[int]:
+        return frozenset(self._revoked)
+
+    def issued_by_me(self, cert: x509.Certificate | str | bytes) -> bool:
+        if not isinstance(cert, x509.Certificate):
+            cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+        if cert.issuer != self.cert.subject:
+            return False
+        try:
+            cert.verify_directly_issued_by(self.cert)
+        except (ValueError, TypeError, Exception):
+            return False
+        return True
+
+    def write_crl(self, serials: Iterable[int], path: Path | None = None) -> Path:
+        """Write a CRL revoking exactly `serials` (always a valid, signed CRL, even when empty)."""
+        self._revoked = set(serials)
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=365))
+            .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+        )
+        for serial in sorted(self._revoked):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        return _write(path or self.crl_file, crl.public_bytes(serialization.Encoding.PEM))
+
+    def revoke(self, serials: Iterable[int]) -> bool:
+        """Add serials to the CRL; True when the CRL changed."""
+        new = set(serials) - self._revoked
+        if not new:
+            return False
+        self.write_crl(self._revoked | new)
+        return True
+
+
+def common_name_of_csr(csr: x509.CertificateSigningRequest) -> str | None:
+    attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+def serial_and_cn(pem: str | bytes) -> tuple[int, str | None]:
+    cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    return cert.serial_number, common_name(cert)

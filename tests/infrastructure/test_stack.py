@@ -1,0 +1,552 @@
+"""The CDK stack, synthesized once for this module (bundling off: no network, a few seconds).
+
+Properties that matter, not snapshots: everything is checked against `lambdas/definitions.py`, the one
+resource definition the stack is built from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+
+from infrastructure.functions import LocalPipBundling
+from infrastructure.settings import REPO_ROOT, Settings
+from infrastructure.stack import STACK_NAME, LatchkeyStack, add_checks, build
+from infrastructure.web import site_files
+from lambdas import constants as c
+from lambdas import definitions
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infrastructure")]
+
+# Statements allowed to use Resource "*", by action, with the reason (IAM offers nothing narrower).
+ALLOWED_STAR_ACTIONS = {
+    "xray:PutTraceSegments": "X-Ray has no resource-level permissions (active tracing)",
+    "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions (active tracing)",
+    "iot:DescribeEndpoint": "no resource type in IAM; the functions look up the iot:Data-ATS endpoint",
+    "iot:CreateCertificateFromCsr": "no resource type: the certificate does not exist before the call",
+    "iot:RegisterCertificate": "no resource type (own-CA mode); same reason",
+    "cloudfront:CreateInvalidation": "CDK BucketDeployment provider, deploy time only",
+    "cloudfront:GetInvalidation": "CDK BucketDeployment provider, deploy time only",
+}
+
+
+@dataclass
+class Synth:
+    app: App
+    stack: LatchkeyStack
+    outdir: Path
+    error: Exception | None
+    template: dict[str, Any]
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == kind}
+
+    def logical_id(self, construct: Any) -> str:
+        return str(self.stack.resolve(self.stack.get_logical_id(construct.node.default_child)))
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    context["bundle"] = False
+    context["@aws-cdk/core:validationReportJson"] = True
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = App(context=context, outdir=str(outdir))
+    stack = build(app)
+    error: Exception | None = None
+    try:
+        app.synth()
+    except Exception as exc:  # cdk-nag findings interrupt synthesis; test_cdk_nag reports them
+        error = exc
+    template_file = outdir / f"{STACK_NAME}.template.json"
+    template = json.loads(template_file.read_text()) if template_file.exists() else {"Resources": {}}
+    return Synth(app, stack, outdir, error, template)
+
+
+@pytest.fixture(scope="module")
+def template(synth: Synth) -> Template:
+    return Template.from_json(synth.template)
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def test_cdk_nag_aws_solutions_passes(synth: Synth) -> None:
+    """cdk-nag 3 runs as a policy-validation plugin: a finding makes `app.synth()` raise (and is listed
+    in policy-validation-report.json); an acknowledged one is not reported at all."""
+    violations: list[str] = []
+    report_file = synth.outdir / "policy-validation-report.json"
+    if report_file.exists():
+        for plugin in json.loads(report_file.read_text()).get("pluginReports", []):
+            for violation in plugin.get("violations", []):
+                paths = [r.get("constructPath") for r in violation.get("violatingResources", [])]
+                violations.append(f"{violation.get('ruleName')}: {paths}")
+    assert synth.error is None and not violations, f"{synth.error}\n" + "\n".join(violations)
+
+
+def test_cdk_nag_would_catch_a_finding(tmp_path: Path) -> None:
+    """Control for the test above: the same plugin registration fails a synth with a known finding."""
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Control")
+    s3.Bucket(stack, "Unlogged", enforce_ssl=True)  # AwsSolutions-S1: no server access logs
+    add_checks(app)
+    with pytest.raises(Exception, match=r"[Vv]alidation"):
+        app.synth()
+    reports = "".join(p.read_text() for p in tmp_path.glob("*validation-report*"))
+    assert "AwsSolutions-S1" in reports
+
+
+def test_every_acknowledgment_has_a_reason(synth: Synth) -> None:
+    key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    acknowledged = {}
+    for construct in synth.stack.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == key:
+                for rule, reason in entry.data.items():
+                    acknowledged[(construct.node.path, rule)] = reason
+    assert acknowledged, "no acknowledgments found: has the metadata key changed?"
+    for (path, rule), reason in acknowledged.items():
+        assert len(str(reason).split()) >= 8, f"{path} {rule}: {reason!r}"
+
+
+def test_cfn_lint_clean(synth: Synth) -> None:
+    template_file = synth.outdir / f"{STACK_NAME}.template.json"
+    assert template_file.exists()
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run(
+        [str(cfn_lint), str(template_file)], capture_output=True, text=True, timeout=120, check=False
+    )
+    # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational. `make synth` wants 0.
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_synth_is_environment_agnostic(synth: Synth) -> None:
+    """No account or region baked in: synth made no AWS calls and needs no credentials."""
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    assert manifest["artifacts"][STACK_NAME]["environment"] == "aws://unknown-account/unknown-region"
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def test_tables_match_definitions(synth: Synth) -> None:
+    tables = synth.resources("AWS::DynamoDB::Table")
+    assert len(tables) == len(definitions.TABLES)
+    for spec in definitions.TABLES:
+        table = tables[synth.logical_id(synth.stack.data.tables[spec.logical_id])]
+        props = table["Properties"]
+        assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["DeletionProtectionEnabled"] is True
+        assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+        assert keys == {"HASH": spec.partition_key, **({"RANGE": spec.sort_key} if spec.sort_key else {})}
+        indexes = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
+        assert set(indexes) == {i.name for i in spec.indexes}
+        for index in spec.indexes:
+            deployed = indexes[index.name]
+            schema = {k["KeyType"]: k["AttributeName"] for k in deployed["KeySchema"]}
+            expected = {"HASH": index.partition_key, **({"RANGE": index.sort_key} if index.sort_key else {})}
+            assert schema == expected, index.name
+            assert deployed["Projection"]["ProjectionType"] == index.projection
+        attributes = {a["AttributeName"] for a in props["AttributeDefinitions"]}
+        assert attributes == set(spec.attribute_names())
+
+
+# --- functions ---------------------------------------------------------------------------------------
+
+
+def _resolve_handler(handler: str) -> Any:
+    """What the local gateway does with a handler string (local/lambda_runtime.load_handler)."""
+    module_name, _, attr = handler.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def test_functions_match_definitions(synth: Synth) -> None:
+    functions = synth.resources("AWS::Lambda::Function")
+    for spec in definitions.FUNCTIONS:
+        props = functions[synth.logical_id(synth.stack.functions.functions[spec.logical_id])]["Properties"]
+        assert props["Runtime"] == "python3.14"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Handler"] == spec.handler
+        assert props["MemorySize"] == spec.memory_mb
+        assert props["Timeout"] == spec.timeout_s
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        table_vars = {t.env_var for t in definitions.TABLES}
+        assert {k for k in env if k in table_vars} == {
+            t.env_var for t in definitions.TABLES if t.logical_id in spec.tables
+        }
+        for name in (
+            c.ENV_SECRETS_ARN,
+            c.ENV_CERT_MODE,
+            c.ENV_IOT_POLICY_NAME,
+            c.ENV_THING_TYPE_NAME,
+            c.ENV_IOT_ENDPOINT,
+            c.ENV_CA_PEM,
+            c.ENV_USER_POOL_ID,
+            c.ENV_USER_POOL_CLIENT_ID,
+            c.ENV_PRODUCT_NAME,
+        ):
+            assert name in env, f"{spec.logical_id}: {name}"
+        assert env[c.ENV_IOT_POLICY_NAME] == definitions.POLICY_NAME
+        assert env[c.ENV_THING_TYPE_NAME] == definitions.THING_TYPE_NAME
+        assert env[c.ENV_CERT_MODE] in ("aws", "own-ca")
+        assert "BEGIN CERTIFICATE" in env[c.ENV_CA_PEM]
+        assert len(json.dumps(env)) < 4096, "Lambda's 4 KB environment limit"
+
+
+@pytest.mark.parametrize("spec", definitions.FUNCTIONS, ids=lambda f: f.logical_id)
+def test_handler_string_resolves_to_a_callable(spec: definitions.Function) -> None:
+    """The handler string the stack deploys is what the local gateway imports: it must exist."""
+    assert callable(_resolve_handler(spec.handler)), spec.handler
+
+
+def test_function_asset_ships_only_lambdas(synth: Synth) -> None:
+    assets = json.loads((synth.outdir / f"{STACK_NAME}.assets.json").read_text())["files"]
+    functions = synth.resources("AWS::Lambda::Function")
+    spec = definitions.FUNCTIONS[0]
+    code = functions[synth.logical_id(synth.stack.functions.functions[spec.logical_id])]["Properties"]["Code"]
+    key = code["S3Key"]
+    asset_hash = key.split(".")[0]
+    staged = synth.outdir / assets[asset_hash]["source"]["path"]
+    assert sorted(p.name for p in staged.iterdir()) == ["lambdas"]
+    assert (staged / "lambdas" / "definitions.py").exists()
+    assert not list(staged.rglob("__pycache__"))
+
+
+def test_table_grants_follow_function_tables(synth: Synth) -> None:
+    """Each role reaches exactly the tables its function declares (grant_read_write_data per table)."""
+    policies = synth.resources("AWS::IAM::Policy")
+    table_ids = {name: synth.logical_id(t) for name, t in synth.stack.data.tables.items()}
+    for spec in definitions.FUNCTIONS:
+        role = synth.logical_id(synth.stack.functions.functions[spec.logical_id].role)
+        text = json.dumps([p for p in policies.values() if {"Ref": role} in p["Properties"]["Roles"]])
+        reached = {name for name, logical_id in table_ids.items() if f'"{logical_id}"' in text}
+        assert reached == set(spec.tables), spec.logical_id
+
+
+def _statements(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for logical_id, policy in synth.resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            found.append((logical_id, statement))
+    for logical_id, role in synth.resources("AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            for statement in inline["PolicyDocument"]["Statement"]:
+                found.append((logical_id, statement))
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_unreasoned_star_resources(synth: Synth) -> None:
+    statements = _statements(synth)
+    assert statements
+    for logical_id, statement in statements:
+        if statement["Effect"] != "Allow" or "*" not in _as_list(statement.get("Resource")):
+            continue
+        unexpected = set(_as_list(statement["Action"])) - set(ALLOWED_STAR_ACTIONS)
+        assert not unexpected, f"{logical_id}: Resource '*' for {sorted(unexpected)}"
+        assert not any(a.endswith("*") for a in _as_list(statement["Action"])), logical_id
+
+
+def test_iot_permissions_are_scoped(synth: Synth) -> None:
+    text = json.dumps(_statements(synth))
+    assert f":thing/{c.DEVICE_ID_PREFIX}*" in text
+    assert ":cert/*" in text
+    assert f":topic/{definitions.device_topics('*')['commands']}" in text
+    presence_role = synth.logical_id(synth.stack.functions.functions["Presence"].role)
+    presence = json.dumps([s for lid, s in _statements(synth) if lid.startswith(presence_role)])
+    assert '"iot:' not in presence
+
+
+# --- api ---------------------------------------------------------------------------------------------
+
+
+def test_every_route_exists_with_its_auth(synth: Synth) -> None:
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGatewayV2::Route").values()
+    }
+    assert set(routes) == {r.route_key for r in definitions.ROUTES}
+    (authorizer_id,) = synth.resources("AWS::ApiGatewayV2::Authorizer")
+    for route in definitions.ROUTES:
+        props = routes[route.route_key]
+        if route.auth:
+            assert props["AuthorizationType"] == "JWT", route.route_key
+            assert props["AuthorizerId"] == {"Ref": authorizer_id}
+        else:
+            assert props.get("AuthorizationType", "NONE") == "NONE", route.route_key
+            assert "AuthorizerId" not in props
+
+
+def test_jwt_authorizer_trusts_the_user_pool_and_client(synth: Synth, template: Template) -> None:
+    pool = synth.logical_id(synth.stack.auth.user_pool)
+    client = synth.logical_id(synth.stack.auth.client)
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Authorizer",
+        {
+            "AuthorizerType": "JWT",
+            "IdentitySource": ["$request.header.Authorization"],
+            "JwtConfiguration": {
+                "Audience": [{"Ref": client}],
+                "Issuer": {
+                    "Fn::Join": [
+                        "",
+                        ["https://cognito-idp.", {"Ref": "AWS::Region"}, ".amazonaws.com/", {"Ref": pool}],
+                    ]
+                },
+            },
+        },
+    )
+
+
+def test_stage_throttles_and_logs(synth: Synth) -> None:
+    (stage,) = synth.resources("AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "$default" and props["AutoDeploy"] is True
+    assert props["AccessLogSettings"]["DestinationArn"]
+    assert "$context.requestId" in props["AccessLogSettings"]["Format"]
+    rate, burst = definitions.OWNER_ROUTE_THROTTLE
+    assert props["DefaultRouteSettings"] == {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+    for route in definitions.ROUTES:
+        rate, burst = definitions.OWNER_ROUTE_THROTTLE if route.auth else definitions.DEVICE_ROUTE_THROTTLE
+        assert props["RouteSettings"][route.route_key] == {
+            "ThrottlingRateLimit": rate,
+            "ThrottlingBurstLimit": burst,
+        }
+    route_ids = set(synth.resources("AWS::ApiGatewayV2::Route"))
+    assert route_ids <= set(stage.get("DependsOn", [])), "route settings need the routes to exist first"
+
+
+# --- auth --------------------------------------------------------------------------------------------
+
+
+def test_user_pool(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Cognito::UserPool",
+        {
+            "UsernameAttributes": ["email"],
+            "AutoVerifiedAttributes": ["email"],
+            "Policies": {
+                "PasswordPolicy": Match.object_like(
+                    {
+                        "MinimumLength": definitions.USER_POOL.password_min_length,
+                        "RequireLowercase": True,
+                        "RequireUppercase": True,
+                        "RequireNumbers": True,
+                        "RequireSymbols": True,
+                    }
+                )
+            },
+            "DeletionProtection": "ACTIVE",
+            "UserPoolTier": "PLUS",
+            "UserPoolAddOns": {"AdvancedSecurityMode": "ENFORCED"},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Cognito::UserPoolClient",
+        {
+            "GenerateSecret": False,
+            "ExplicitAuthFlows": Match.array_with(["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]),
+            "PreventUserExistenceErrors": "ENABLED",
+        },
+    )
+
+
+# --- iot ---------------------------------------------------------------------------------------------
+
+
+def test_device_policy_uses_thing_name_variables(synth: Synth) -> None:
+    (policy,) = synth.resources("AWS::IoT::Policy").values()
+    assert policy["Properties"]["PolicyName"] == definitions.POLICY_NAME
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    actions = {s["Action"]: s for s in statements}
+    assert set(actions) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+    for action in ("iot:Connect", "iot:Publish", "iot:Subscribe"):
+        resources = [json.dumps(r) for r in _as_list(actions[action]["Resource"])]
+        assert resources and all(definitions.THING_VAR in r for r in resources), action
+    for statement in statements:
+        for resource in _as_list(statement["Resource"]):
+            text = json.dumps(resource)
+            assert "topic/*" not in text and "topicfilter/*" not in text and text != '"*"', text
+            assert "topic/#" not in text and "topicfilter/#" not in text
+
+
+def test_thing_type_and_presence_rules(synth: Synth, template: Template) -> None:
+    template.has_resource_properties("AWS::IoT::ThingType", {"ThingTypeName": definitions.THING_TYPE_NAME})
+    rules = synth.resources("AWS::IoT::TopicRule")
+    sources = {r["Properties"]["TopicRulePayload"]["Sql"].rsplit("FROM ", 1)[1] for r in rules.values()}
+    assert sources == {f"'{c.TOPIC_STATUS_FILTER}'", "'$aws/events/presence/+/+'"}
+    presence = synth.logical_id(synth.stack.functions.functions["Presence"])
+    permissions = synth.resources("AWS::Lambda::Permission").values()
+    for rule_id, rule in rules.items():
+        payload = rule["Properties"]["TopicRulePayload"]
+        assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [presence, "Arn"]}}}]
+        assert "topic() AS topic" in payload["Sql"] and "ErrorAction" in payload
+        assert any(
+            p["Properties"]["Principal"] == "iot.amazonaws.com"
+            and p["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+            for p in permissions
+        ), rule_id
+
+
+# --- web ---------------------------------------------------------------------------------------------
+
+
+def test_buckets_are_private_encrypted_and_tls_only(synth: Synth) -> None:
+    buckets = synth.resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p for p in synth.resources("AWS::S3::BucketPolicy").values()
+    }
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert "WebsiteConfiguration" not in props
+        statements = policies[logical_id]["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        ), logical_id
+        for statement in statements:
+            assert statement.get("Principal") != "*" or statement["Effect"] == "Deny", logical_id
+    site = synth.logical_id(synth.stack.web.bucket)
+    assert buckets[site]["Properties"]["LoggingConfiguration"]["LogFilePrefix"] == "site/"
+
+
+def test_cloudfront_uses_oac_and_routes_the_api(synth: Synth, template: Template) -> None:
+    template.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
+    template.has_resource_properties(
+        "AWS::CloudFront::OriginAccessControl",
+        {
+            "OriginAccessControlConfig": Match.object_like(
+                {"OriginAccessControlOriginType": "s3", "SigningBehavior": "always"}
+            )
+        },
+    )
+    (distribution,) = synth.resources("AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    assert config["DefaultRootObject"] == "index.html"
+    assert config["Logging"]["Bucket"]
+    origins = {o["Id"]: o for o in config["Origins"]}
+    s3_origins = [o for o in origins.values() if "S3OriginConfig" in o]
+    assert s3_origins and all(o.get("OriginAccessControlId") for o in s3_origins)
+    assert all(o["S3OriginConfig"].get("OriginAccessIdentity", "") == "" for o in s3_origins)
+    behaviors = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    api = behaviors["/v1/*"]
+    assert "CustomOriginConfig" in origins[api["TargetOriginId"]]
+    assert origins[api["TargetOriginId"]]["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert set(api["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+    assert api["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
+    # Managed-AllViewerExceptHostHeader: forwards Authorization (caching is off) and the X-* device headers.
+    assert api["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def _render(value: Any) -> str:
+    """A CloudFormation value as text: `{"Ref": "X"}` -> `<X>`, joins concatenated."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        delimiter, items = value["Fn::Join"]
+        return delimiter.join(_render(item) for item in items)
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise AssertionError(f"unexpected intrinsic {value}")
+
+
+def test_site_config_has_the_local_cloud_keys(synth: Synth) -> None:
+    """config.json (Source.json_data) carries the keys the local gateway serves, filled at deploy time."""
+    (deployment,) = synth.resources("Custom::CDKBucketDeployment").values()
+    props = deployment["Properties"]
+    assert props["DistributionPaths"] == ["/*"]
+    configs = [p / "config.json" for p in synth.outdir.glob("asset.*") if (p / "config.json").is_file()]
+    assert len(configs) == 1
+    text = configs[0].read_text()
+    for markers in props["SourceMarkers"]:  # deploy-time values: the custom resource substitutes them
+        for marker, value in markers.items():
+            text = text.replace(marker, _render(value))
+    config = json.loads(text)
+    assert config == {
+        "apiUrl": "",
+        "cognitoEndpoint": "https://cognito-idp.<AWS::Region>.amazonaws.com/",
+        "region": "<AWS::Region>",
+        "userPoolId": f"<{synth.logical_id(synth.stack.auth.user_pool)}>",
+        "userPoolClientId": f"<{synth.logical_id(synth.stack.auth.client)}>",
+        "productName": synth.stack.settings.product_name,
+        "logoUrl": synth.stack.settings.logo_url,
+    }
+
+
+# --- monitoring --------------------------------------------------------------------------------------
+
+
+def test_alarms(synth: Synth) -> None:
+    alarms = synth.resources("AWS::CloudWatch::Alarm").values()
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for alarm in alarms:
+        by_metric.setdefault(alarm["Properties"]["MetricName"], []).append(alarm["Properties"])
+        assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
+    assert len(by_metric["Errors"]) == len(definitions.FUNCTIONS)
+    assert len(by_metric["Throttles"]) == len(definitions.FUNCTIONS)
+    assert len(by_metric["5xx"]) == 1
+    (topic,) = synth.resources("AWS::SNS::Topic")
+    policies = json.dumps(synth.resources("AWS::SNS::TopicPolicy"))
+    assert topic in policies and "aws:SecureTransport" in policies
+
+
+def test_outputs(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    assert {"ApiUrl", "WebUrl", "UserPoolId", "UserPoolClientId"} <= set(outputs)
+
+
+# --- helpers that need no synth ----------------------------------------------------------------------
+
+
+def test_site_files_copes_with_an_empty_or_missing_web_dir(tmp_path: Path) -> None:
+    """Without page files only config.json is deployed (Source.asset of an empty dir is skipped)."""
+    assert site_files(tmp_path / "missing") == []
+    assert site_files(tmp_path) == []
+    (tmp_path / ".keep").write_text("")
+    assert site_files(tmp_path) == []
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    assert site_files(tmp_path) == [tmp_path / "index.html"]
+
+
+def test_local_bundling_falls_back_to_docker_when_pip_fails(tmp_path: Path) -> None:
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial.txt").write_text("left over by a failed pip run")
+    bundler = LocalPipBundling(python="/bin/false")
+    assert bundler.try_bundle(str(tmp_path)) is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_from_context() -> None:
+    app = App(context={"bundle": "false", "certMode": "own-ca", "selfSignUp": "no", "webDir": "/tmp/w"})
+    settings = Settings.from_context(app)
+    assert (settings.bundle, settings.cert_mode, settings.self_sign_up) == (False, "own-ca", False)
+    assert settings.web_dir == Path("/tmp/w")
+    assert Settings.from_context(App()).bundle is True
+    with pytest.raises(ValueError, match="certMode"):
+        Settings.from_context(App(context={"certMode": "letsencrypt"}))

@@ -1,0 +1,80 @@
+"""The agent's side of the contract, checked against the service's own parsers (not a copy of them)."""
+
+import json
+import random
+
+from firmware.agent import Agent, State
+from firmware.clock import VirtualClock
+from firmware.config import AgentConfig
+from lambdas.logic import poll, presence, signature
+from tests.unit.firmware.firmware_fakes import (
+    DEVICE_ID,
+    SYSTEM_INFO,
+    FakeTransport,
+    StubApi,
+    provisioned,
+    write_identity,
+)
+
+
+def test_poll_and_ack_requests_pass_the_services_signature_check_and_validation(tmp_path):
+    api = StubApi()
+    api.reply("/v1/device/poll", 200, provisioned())
+    identity_file, key = write_identity(tmp_path)
+    clock = VirtualClock()
+    agent = Agent(
+        AgentConfig(api_url=api.url, identity_file=identity_file, state_dir=tmp_path / "state"),
+        clock=clock,
+        rng=random.Random(1),
+        transport=FakeTransport(),
+        system_info=lambda: dict(SYSTEM_INFO),
+    )
+    try:
+        agent.step()
+        agent.step()
+    finally:
+        api.close()
+
+    for request in api.requests:
+        headers = signature.parse_headers(
+            request.headers["x-device-id"],
+            request.headers["x-timestamp"],
+            request.headers["x-signature"],
+            clock.time(),
+        )
+        signature.check(headers, key.public_pem().decode(), "POST", request.path, request.body)
+    body = poll.validate(api.requests[0].json)
+    assert body["agent"] == SYSTEM_INFO and body["csr"]
+
+
+def test_status_messages_and_the_last_will_are_understood_by_presence(tmp_path):
+    api = StubApi()
+    api.reply("/v1/device/poll", 200, provisioned())
+    transport = FakeTransport()
+    identity_file, _key = write_identity(tmp_path)
+    try:
+        agent = Agent(
+            AgentConfig(api_url=api.url, identity_file=identity_file, state_dir=tmp_path / "state"),
+            clock=VirtualClock(),
+            rng=random.Random(1),
+            transport=transport,
+            system_info=lambda: dict(SYSTEM_INFO),
+        )
+        for _ in range(3):
+            agent.step()
+        assert agent.state is State.ONLINE
+        agent.stop()
+        agent.run()
+    finally:
+        api.close()
+
+    topic = f"latchkey/things/{DEVICE_ID}/status"
+    online, offline = (dict(message, topic=t) for t, message in transport.published)
+    will = dict(json.loads(transport.connects[0].will_payload), topic=topic)
+
+    seen_online = presence.parse(online)
+    assert seen_online is not None and seen_online.status == "online" and seen_online.thing == DEVICE_ID
+    assert seen_online.agent == {k: SYSTEM_INFO[k] for k in ("version", "board", "mac", "ip")}
+    for message in (offline, will):
+        update = presence.parse(message)
+        assert update is not None and update.status == "offline"

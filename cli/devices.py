@@ -92,7 +92,9 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def agent_toml(device_id: str, api_url: str, board: str | None, identity_file: str) -> str:
+def agent_toml(
+    device_id: str, api_url: str, board: str | None, identity_file: str, extra: dict[str, Any] | None = None
+) -> str:
     lines = [
         f"# Latchkey agent configuration for {device_id}, written by `latchkey devices mint`.",
         "# Run: python -m firmware --config agent.toml   (relative paths are relative to this file)",
@@ -101,6 +103,7 @@ def agent_toml(device_id: str, api_url: str, board: str | None, identity_file: s
         f"state_dir = {_toml_string('state')}",
         f"board = {_toml_string(board or '')}",
     ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in (extra or {}).items()]
     return "\n".join(lines) + "\n"
 
 

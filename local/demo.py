@@ -1,19 +1,19 @@
 """The demo device for `make run` (design.md "Locally": one demo device whose claim code is printed).
 
-To be filled in by whoever owns the CLI/agent: mint one device identity in the embedded cloud (same code
-path as `latchkey devices mint`), write an agent config (TOML, see docs/architecture.md "Files on the
-device") under `cloud.state_dir`, and return `DemoDevice(device_id, claim_code, agent_config_path)`.
-`python -m local` then prints the claim code and runs `python -m firmware --config <path>` as a child
-process that is terminated when the cloud stops. Returning None prints "demo device: pending".
+Minted through the same code path as `latchkey devices mint`, with an agent config whose backoff cap is
+short so that a person who claims it sees it online within seconds, not at the agent's production cap.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from local.cloud import EmbeddedCloud
+
+DEMO_BACKOFF_CAP_SECONDS = 10
 
 
 class DemoDevice(NamedTuple):
@@ -22,6 +22,29 @@ class DemoDevice(NamedTuple):
     agent_config_path: Path | None  # None: do not start an agent
 
 
-def create_demo_device(cloud: EmbeddedCloud) -> DemoDevice | None:
-    """Mint the demo device; None until implemented."""
-    return None
+def create_demo_device(cloud: EmbeddedCloud, board: str = "demo-board") -> DemoDevice:
+    from cli.devices import agent_toml, write_exclusive
+    from lambdas.logic.manufacturing import mint_device
+
+    minted = mint_device(None, board, "make-run")
+    home = cloud.state_dir / "demo-device"
+    home.mkdir(mode=0o700, exist_ok=True)
+    identity = {
+        "deviceId": minted.device_id,
+        "privateKeyPem": minted.private_key_pem,
+        "apiUrl": cloud.gateway_url,
+    }
+    write_exclusive(home / "identity.json", json.dumps(identity, indent=2) + "\n", 0o600, sync=True)
+    config = home / "agent.toml"
+    write_exclusive(
+        config,
+        agent_toml(
+            minted.device_id,
+            cloud.gateway_url,
+            board,
+            "identity.json",
+            extra={"backoff_cap": DEMO_BACKOFF_CAP_SECONDS, "status_interval": 10},
+        ),
+        0o644,
+    )
+    return DemoDevice(minted.device_id, minted.display_code, config)

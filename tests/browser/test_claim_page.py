@@ -10,14 +10,9 @@ Debian's Chromium is used (Playwright cannot download browsers here). Every wait
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +42,7 @@ UI_TIMEOUT_MS = 15_000
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make system-deps installs it)")
+        pytest.fail(f"{CHROMIUM} is not installed (make system-deps installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -90,78 +85,6 @@ def mint(board: str = "linux-browser-test") -> Any:
     from lambdas.logic.manufacturing import mint_device
 
     return mint_device(None, board, "browser-test")
-
-
-@pytest.fixture
-def start_agent(cloud: Any, tmp_path: Path) -> Iterator[Callable[[Any], subprocess.Popen[bytes]]]:
-    """Start the real device agent for a minted device; always stopped (SIGTERM, then SIGKILL) afterwards."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(minted: Any, board: str = "linux-browser-test") -> subprocess.Popen[bytes]:
-        import json
-
-        home = tmp_path / minted.device_id
-        home.mkdir(mode=0o700)
-        identity = home / "identity.json"
-        fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                {
-                    "deviceId": minted.device_id,
-                    "privateKeyPem": minted.private_key_pem,
-                    "apiUrl": cloud.gateway_url,
-                },
-                fh,
-            )
-        mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))  # locally administered
-        config = home / "agent.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    f'api_url = "{cloud.gateway_url}"',
-                    'identity_file = "identity.json"',
-                    'state_dir = "state"',
-                    f'board = "{board}"',
-                    f'mac = "{mac}"',
-                    "backoff_initial = 0.5",
-                    "backoff_cap = 2",
-                    "status_interval = 5",
-                    "http_timeout = 5",
-                    'log_level = "DEBUG"',
-                    "",
-                ]
-            )
-        )
-        env = {**os.environ, **cloud.env, "PYTHONUNBUFFERED": "1"}
-        log = home / "agent.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "firmware", "--config", str(config)],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        started.append((proc, log))
-        cloud.adopt_process(proc)  # a second safety net if this fixture's teardown never runs
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc, log in started:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            # Shown by pytest when the test failed: what the agent saw.
-            tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
-            print(f"--- agent log ({log}), exit code {proc.returncode} ---", *tail, sep="\n")
 
 
 def unknown_code() -> str:

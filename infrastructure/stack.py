@@ -84,7 +84,11 @@ class LatchkeyStack(Stack):
         )
         CfnOutput(self, "UserPoolId", value=self.auth.user_pool.user_pool_id)
         CfnOutput(self, "UserPoolClientId", value=self.auth.client.user_pool_client_id)
-        CfnOutput(self, "SecretArn", value=self.functions.secret.secret_arn, description="Service secret")
+        CfnOutput(self, "SecretsArn", value=self.functions.secret.secret_arn, description="Service secret")
+        CfnOutput(self, "CertMode", value=settings.cert_mode)
+        # The CLI (cli/env.py) finds the tables by these names: "<logical id>TableName".
+        for logical_id, table in self.data.tables.items():
+            CfnOutput(self, f"{logical_id}TableName", value=table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
 
 

@@ -550,3 +550,11 @@ def test_settings_from_context() -> None:
     assert Settings.from_context(App()).bundle is True
     with pytest.raises(ValueError, match="certMode"):
         Settings.from_context(App(context={"certMode": "letsencrypt"}))
+
+
+def test_stack_outputs_what_the_cli_reads(template: Template) -> None:
+    from cli.env import STACK_OUTPUTS
+
+    outputs = template.to_json().get("Outputs", {})
+    missing = sorted(set(STACK_OUTPUTS) - set(outputs))
+    assert not missing, f"the CLI reads these stack outputs, which the stack does not define: {missing}"

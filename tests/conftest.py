@@ -85,65 +85,56 @@ def _embedded_cloud_environment(request: pytest.FixtureRequest) -> None:
 
 
 # -- the real device agent as a subprocess -------------------------------------------------------
-@pytest.fixture
-def start_agent(cloud: EmbeddedCloud, tmp_path: Path) -> Iterator[Callable[[Any], subprocess.Popen[bytes]]]:
-    """Start the real device agent for a minted device; always stopped (SIGTERM, then SIGKILL) afterwards."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+# Short waits so that tests see a claim within seconds; everything else is the agent's default.
+TEST_AGENT_SETTINGS = {"backoff_initial": 0.5, "backoff_cap": 2, "status_interval": 5, "http_timeout": 5}
 
-    def start(minted: Any, board: str = "linux-browser-test") -> subprocess.Popen[bytes]:
+
+def random_mac() -> str:
+    return "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))  # locally administered
+
+
+class AgentLauncher:
+    """Starts real agents (`python -m firmware`); `stop_all` ends them (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, cloud: EmbeddedCloud, tmp_path: Path) -> None:
+        self.cloud = cloud
+        self.tmp_path = tmp_path
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def __call__(self, minted: Any, board: str = "linux-browser-test") -> subprocess.Popen[bytes]:
+        """The agent of a minted device, with the files `latchkey devices mint` writes."""
         import json
 
-        home = tmp_path / minted.device_id
+        from cli.devices import agent_toml, write_exclusive
+
+        home = self.tmp_path / minted.device_id
         home.mkdir(mode=0o700)
-        identity = home / "identity.json"
-        fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                {
-                    "deviceId": minted.device_id,
-                    "privateKeyPem": minted.private_key_pem,
-                    "apiUrl": cloud.gateway_url,
-                },
-                fh,
-            )
-        mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))  # locally administered
-        config = home / "agent.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    f'api_url = "{cloud.gateway_url}"',
-                    'identity_file = "identity.json"',
-                    'state_dir = "state"',
-                    f'board = "{board}"',
-                    f'mac = "{mac}"',
-                    "backoff_initial = 0.5",
-                    "backoff_cap = 2",
-                    "status_interval = 5",
-                    "http_timeout = 5",
-                    'log_level = "DEBUG"',
-                    "",
-                ]
-            )
-        )
-        env = {**os.environ, **cloud.env, "PYTHONUNBUFFERED": "1"}
-        log = home / "agent.log"
+        identity = {"deviceId": minted.device_id, "privateKeyPem": minted.private_key_pem}
+        write_exclusive(home / "identity.json", json.dumps(identity), 0o600)
+        settings = {**TEST_AGENT_SETTINGS, "mac": random_mac()}
+        text = agent_toml(minted.device_id, self.cloud.gateway_url, board, "identity.json", extra=settings)
+        (home / "agent.toml").write_text(text)
+        return self.run(home / "agent.toml")
+
+    def run(self, config: Path) -> subprocess.Popen[bytes]:
+        """An agent for a given config file (e.g. one downloaded from "Add device")."""
+        env = {**os.environ, **self.cloud.env, "PYTHONUNBUFFERED": "1"}
+        log = config.parent / "agent.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "firmware", "--config", str(config)],
+                [sys.executable, "-m", "firmware", "--config", str(config), "--log-level", "DEBUG"],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        started.append((proc, log))
-        cloud.adopt_process(proc)  # a second safety net if this fixture's teardown never runs
+        self.started.append((proc, log))
+        self.cloud.adopt_process(proc)  # a second safety net if the fixture's teardown never runs
         return proc
 
-    try:
-        yield start
-    finally:
-        for proc, log in started:
+    def stop_all(self) -> None:
+        for proc, log in self.started:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
@@ -155,3 +146,12 @@ def start_agent(cloud: EmbeddedCloud, tmp_path: Path) -> Iterator[Callable[[Any]
             # Shown by pytest when the test failed: what the agent saw.
             tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
             print(f"--- agent log ({log}), exit code {proc.returncode} ---", *tail, sep="\n")
+
+
+@pytest.fixture
+def start_agent(cloud: EmbeddedCloud, tmp_path: Path) -> Iterator[AgentLauncher]:
+    launcher = AgentLauncher(cloud, tmp_path)
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()

@@ -92,14 +92,8 @@ def _ack(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
 
 def _register(event: dict[str, Any]) -> dict[str, Any]:
     """Registration-token onboarding (design.md B); `lambdas.logic.registration` implements it."""
-    import importlib
+    from lambdas.logic import registration  # deferred: only register needs it
 
-    try:
-        registration = importlib.import_module("lambdas.logic.registration")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lambdas.logic.registration":
-            raise
-        raise NotFound("Device registration is not available.") from None
     body = http.json_body(http.raw_body(event))
     result = registration.register(body, source_ip=http.source_ip(event))
     return http.response(201, result)

@@ -26,7 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from lambdas import http
-from lambdas.errors import BadRequest, LatchkeyError, NotFound, Unauthorized
+from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody
 from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
@@ -168,6 +168,17 @@ def _source_ip() -> str:
     return app.current_event.request_context.http.source_ip or ""
 
 
+def _public_api_url() -> str:
+    """The API's URL as devices should call it: configured, or the host this request came to."""
+    configured = os.environ.get("LATCHKEY_PUBLIC_API_URL")
+    if configured:
+        return configured.rstrip("/")
+    headers = app.current_event.headers
+    context = app.current_event.raw_event.get("requestContext") or {}
+    host = headers.get("x-forwarded-host") or headers.get("host") or context.get("domainName") or ""
+    return f"{headers.get('x-forwarded-proto') or 'https'}://{host}"
+
+
 # --- claims and devices ------------------------------------------------------------------------------
 
 DEVICES = ["devices"]
@@ -281,19 +292,10 @@ def device_events(id: str) -> EventList:
 PENDING = ["pending devices"]
 
 
-REGISTRATION_MODULE = "lambdas.logic.registration"
-
-
 def _registration() -> Any:
-    """The registration logic, imported on first use; 404 while it is not part of the deployment."""
-    import importlib
+    from lambdas.logic import registration  # deferred: only the pending routes need it
 
-    try:
-        return importlib.import_module(REGISTRATION_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != REGISTRATION_MODULE:
-            raise
-        raise NotFound("Adding devices with a registration token is not available yet.") from None
+    return registration
 
 
 @app.post(
@@ -307,7 +309,7 @@ def _registration() -> Any:
 def create_pending(body: PendingCreateRequest) -> dict[str, Any]:
     owner_id, email = _caller()
     result: dict[str, Any] = _registration().create_pending(
-        owner_id, email, body.name, body.board, _source_ip()
+        owner_id, email, body.name, body.board, _source_ip(), api_url=_public_api_url()
     )
     return result
 
@@ -360,7 +362,9 @@ def claim_pending(id: str) -> dict[str, Any]:
 )
 def regenerate_token(id: str) -> dict[str, Any]:
     owner_id, _ = _caller()
-    result: dict[str, Any] = _registration().regenerate_token(owner_id, id, _source_ip())
+    result: dict[str, Any] = _registration().regenerate_token(
+        owner_id, id, _source_ip(), api_url=_public_api_url()
+    )
     return result
 
 

@@ -89,7 +89,11 @@ def test_claimed_device_gets_its_own_certificate_and_comes_online(
 
     # The agent publishes its status over mutual TLS: a subscriber with the service cert hears it.
     service = MqttClient(
-        cloud.mqtt_host, cloud.mqtt_port, ca_file=cloud.ca_file, cert=cloud.broker.service, client_id="e2e-sub"
+        cloud.mqtt_host,
+        cloud.mqtt_port,
+        ca_file=cloud.ca_file,
+        cert=cloud.broker.service,
+        client_id="e2e-sub",
     )
     try:
         assert service.connect()

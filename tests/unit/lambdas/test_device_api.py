@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import sys
@@ -145,20 +144,6 @@ def test_default_route_key_falls_back_to_method_and_path(aws, signed_event, devi
     event = signed_event("POST", POLL, {}, device_key, DEVICE)
     event["routeKey"] = "$default"
     assert call(event)[0] == 200
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("lambdas.logic.registration") is not None, reason="registration exists"
-)
-def test_register_without_registration_module(aws):
-    event = {
-        "routeKey": "POST /v1/device/register",
-        "rawPath": "/v1/device/register",
-        "requestContext": {"http": {"method": "POST", "path": "/v1/device/register"}},
-        "body": "{}",
-    }
-    status, answer, _ = call(event)
-    assert status == 404 and answer["error"] == "not_found"
 
 
 def test_unexpected_error_is_a_generic_500(aws, signed_event, device_key, monkeypatch, caplog):

@@ -6,14 +6,12 @@ import json
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
 
 from lambdas import constants as c
 from lambdas import definitions
-from lambdas.handlers import owner_api
 from lambdas.handlers.owner_api import handler
 from lambdas.logic.owner import iso
 from tests.unit.lambdas.conftest import owner_event
@@ -276,52 +274,6 @@ def test_unexpected_error_is_a_generic_500(aws, monkeypatch, caplog):
 
 
 # --- pending routes (lambdas.logic.registration) ------------------------------------------------------
-
-
-def test_pending_routes_are_404_without_the_registration_module(aws, monkeypatch):
-    monkeypatch.setattr(owner_api, "REGISTRATION_MODULE", "lambdas.logic.not_deployed")
-    for method, path, body in (
-        ("POST", "/v1/pending", {"name": "Lamp", "board": "esp32"}),
-        ("GET", "/v1/pending", None),
-        ("DELETE", "/v1/pending/p-1", None),
-        ("POST", "/v1/pending/p-1/claim", None),
-        ("POST", "/v1/pending/p-1/token", None),
-    ):
-        status, answer, _ = call(owner_event(method, path, body=body))
-        assert (status, answer["error"]) == (404, "not_found"), (method, path)
-
-
-def test_pending_routes_call_the_registration_module(aws, monkeypatch):
-    calls = []
-    fake = types.ModuleType("fake_registration")
-    fake.create_pending = lambda *a: calls.append(("create", a)) or {"pendingId": "p-1"}  # type: ignore[attr-defined]
-    fake.list_pending = lambda *a: calls.append(("list", a)) or {"pending": []}  # type: ignore[attr-defined]
-    fake.delete_pending = lambda *a: calls.append(("delete", a))  # type: ignore[attr-defined]
-    fake.claim_pending = lambda *a: calls.append(("claim", a)) or {"id": "x"}  # type: ignore[attr-defined]
-    fake.regenerate_token = lambda *a: calls.append(("token", a)) or {"token": "t"}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_registration", fake)
-    monkeypatch.setattr(owner_api, "REGISTRATION_MODULE", "fake_registration")
-    assert call(owner_event("POST", "/v1/pending", body={"name": " Lamp ", "board": "esp32"}))[:2] == (
-        201,
-        {"pendingId": "p-1"},
-    )
-    assert call(owner_event("GET", "/v1/pending"))[0] == 200
-    assert call(owner_event("DELETE", "/v1/pending/p-1"))[0] == 204
-    assert call(owner_event("POST", "/v1/pending/p-1/claim"))[0] == 200
-    assert call(owner_event("POST", "/v1/pending/p-1/token"))[0] == 200
-    ip = "198.51.100.10"
-    assert calls == [
-        ("create", ("owner-1", "owner-1@example.com", "Lamp", "esp32", ip)),
-        ("list", ("owner-1",)),
-        ("delete", ("owner-1", "p-1", ip)),
-        ("claim", ("owner-1", "owner-1@example.com", "p-1", ip)),
-        ("token", ("owner-1", "p-1", ip)),
-    ]
-    status, body, _ = call(owner_event("POST", "/v1/pending", body={"name": "Lamp"}))
-    assert status == 400 and "'board'" in body["message"]
-
-
-# --- the OpenAPI document ------------------------------------------------------------------------------
 
 
 def _refs(node):

@@ -1,7 +1,7 @@
 """`latchkey`: the operator's console script (entry point `cli.main:main`).
 
-Command groups register on `cli`; `devices` is here, `doctor` and `simulate` are to come
-(`cli.add_command(...)` in this module, one module per group under `cli/`).
+Command groups register on `cli` (`cli.add_command(...)` in this module, one module per group under
+`cli/`): `devices`, `simulate`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import click
 from cli.devices import devices
 from cli.env import DEFAULT_STACK
 from cli.errors import LatchkeyGroup, fail
+from cli.simulate import simulate
 
 _RESOLVED = "latchkey.environment"
 
@@ -60,6 +61,7 @@ def ensure_environment(ctx: click.Context) -> str:
 
 
 cli.add_command(devices)
+cli.add_command(simulate)
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ deploy: setup
 
 bench: setup
 	$(PY) -m bench
+	$(PY) -m cli.main simulate --devices 1000000 --days 30 --plot test-artifacts/fleet.png
 
 clean:
 	rm -rf cdk.out .build .run .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -15,6 +15,7 @@ from firmware.clock import SystemClock, VirtualClock
 from firmware.config import AgentConfig, ConfigError
 from firmware.credentials import Credentials, CredentialStore
 from firmware.identity import load_identity_file
+from firmware.schedule import DEFAULT_CAP
 from tests.unit.firmware.firmware_fakes import (
     DEVICE_ID,
     SYSTEM_INFO,
@@ -121,7 +122,7 @@ def test_online_agent_publishes_status_every_interval(make_agent, api):
 
 def test_server_errors_and_connection_refused_keep_the_schedule_and_the_state(api, make_agent):
     # Given an API that is down (nothing listens on the port), then answers 500 and 503
-    agent = make_agent(api_url=f"http://127.0.0.1:{free_port()}")
+    agent = make_agent(api_url=f"http://127.0.0.1:{free_port()}", backoff_cap=3600)
     waits = [agent.step() for _ in range(3)]
     agent.api.base_url = api.url
     api.reply(POLL, 500, {"error": "internal"})
@@ -213,8 +214,8 @@ def test_revoked_device_wipes_credentials_and_polls_slowly(api, make_agent):
     # Then it asked the API after the refused connect, wiped, and keeps polling at the cap
     assert api.paths()[-1] == POLL
     assert agent.store.load() is None and agent.state is State.POLL
-    assert 0.8 * 3600 <= waits[-1] <= 3600
-    assert 0.8 * 3600 <= agent.step() <= 3600  # and stays at the cap whatever it hears next
+    assert 0.8 * DEFAULT_CAP <= waits[-1] <= DEFAULT_CAP
+    assert 0.8 * DEFAULT_CAP <= agent.step() <= DEFAULT_CAP  # and stays at the cap whatever it hears next
 
 
 def test_unknown_device_keeps_polling_at_the_cap(api, make_agent):
@@ -224,7 +225,7 @@ def test_unknown_device_keeps_polling_at_the_cap(api, make_agent):
 
     waits = [agent.step(), agent.step()]
 
-    assert all(0.8 * 3600 <= w <= 3600 for w in waits)
+    assert all(0.8 * DEFAULT_CAP <= w <= DEFAULT_CAP for w in waits)
     assert agent.state is State.POLL
 
 
@@ -377,7 +378,7 @@ def test_refused_registration_is_logged_and_backed_off_without_crashing(api, mak
 
     wait = agent.step()
 
-    assert 0.8 * 3600 <= wait <= 3600
+    assert 0.8 * DEFAULT_CAP <= wait <= DEFAULT_CAP
     assert agent.state is State.REGISTER
     assert f"HTTP {status}" in caplog.text
     assert "tok-very-secret" not in caplog.text

@@ -11,6 +11,7 @@ import pytest
 
 from firmware import sysinfo
 from firmware.config import AgentConfig, ConfigError, load_config
+from firmware.schedule import DEFAULT_CAP
 from tests.unit.firmware.firmware_fakes import write_identity
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,7 +31,7 @@ def test_defaults_and_relative_paths(tmp_path):
     assert config.state_dir == tmp_path / "state"
     assert (config.backoff_initial, config.backoff_cap, config.jitter, config.status_interval) == (
         5,
-        3600,
+        DEFAULT_CAP,
         0.2,
         30,
     )
@@ -156,4 +157,4 @@ def test_sigterm_stops_the_agent_cleanly_with_exit_code_0(tmp_path):
 
 
 def test_agent_config_dataclass_defaults():
-    assert AgentConfig().backoff_cap == 3600
+    assert AgentConfig().backoff_cap == DEFAULT_CAP

@@ -31,9 +31,9 @@ def test_schedule_starts_at_five_seconds_and_doubles_up_to_the_cap():
 @pytest.mark.parametrize("attempt", [1, 2, 5, 9])
 def test_jitter_stays_within_twenty_percent_and_uses_the_whole_range(attempt):
     rng = random.Random(attempt)
-    base = scheduled_delay(attempt)
+    base = scheduled_delay(attempt, cap=3600)
 
-    samples = [next_delay(attempt, rng) for _ in range(5000)]
+    samples = [next_delay(attempt, rng, cap=3600) for _ in range(5000)]
 
     assert all(0.8 * base <= s <= 1.2 * base for s in samples)
     assert min(samples) < 0.82 * base and max(samples) > 1.18 * base  # really jittered, not constant
@@ -42,15 +42,15 @@ def test_jitter_stays_within_twenty_percent_and_uses_the_whole_range(attempt):
 def test_jitter_never_exceeds_the_cap_but_keeps_devices_spread_below_it():
     rng = random.Random(7)
 
-    at_cap = [next_delay(40, rng) for _ in range(5000)]
+    at_cap = [next_delay(40, rng, cap=3600) for _ in range(5000)]
     near_cap = [next_delay(11, rng, cap=3600) for _ in range(5000)]  # base 5120 → capped at 3600
 
     for samples in (at_cap, near_cap):
-        assert max(samples) <= DEFAULT_CAP
-        assert min(samples) >= 0.8 * DEFAULT_CAP
-        assert min(samples) < 0.82 * DEFAULT_CAP  # spread over [0.8·cap, cap], not piled on the cap
-        assert sum(1 for s in samples if s == DEFAULT_CAP) < 10
-    assert all(0.8 * 3600 <= cap_delay(rng) <= 3600 for _ in range(1000))
+        assert max(samples) <= 3600
+        assert min(samples) >= 0.8 * 3600
+        assert min(samples) < 0.82 * 3600  # spread over [0.8·cap, cap], not piled on the cap
+        assert sum(1 for s in samples if s == 3600) < 10
+    assert all(0.8 * DEFAULT_CAP <= cap_delay(rng) <= DEFAULT_CAP for _ in range(1000))
 
 
 def test_a_configured_cap_is_honoured():

@@ -141,12 +141,14 @@ def _plot(path: Path, devices: int, samples: int) -> None:
         series["+1 s per attempt"][int(t)] += devices
         t += 5 + n if n else 5
         n += 1
+    width = 10  # average over 10 s bins: per-second lines of synchronized schedules are unreadable
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name, values in series.items():
-        ax.plot(range(seconds + 1), [max(v, 1) for v in values], label=name, linewidth=0.8)
+        averaged = [max(sum(values[i : i + width]) / width, 1) for i in range(0, seconds, width)]
+        ax.plot(range(0, seconds, width), averaged, label=name, linewidth=1.2, drawstyle="steps-post")
     ax.set_yscale("log")
     ax.set_xlabel("seconds after the fleet-wide power-on")
-    ax.set_ylabel("requests per second")
+    ax.set_ylabel("requests per second (10 s average)")
     ax.set_title(f"Device API load after a power outage, {devices:,} unclaimed devices")
     ax.legend()
     fig.tight_layout()

@@ -92,6 +92,11 @@ def _b64url_int(data: str) -> int:
     return int.from_bytes(_b64url(data), "big")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default listen backlog (5) refuses bursts of concurrent devices
+
+
 _FUNCTION_LOCKS = {fn.logical_id: threading.Lock() for fn in d.FUNCTIONS}
 
 
@@ -225,7 +230,7 @@ class Gateway:
         server = None
         for port in dict.fromkeys([self.requested_port, 0]):
             try:
-                server = ThreadingHTTPServer((self.host, port), handler)
+                server = _Server((self.host, port), handler)
                 break
             except OSError:
                 if port == 0:

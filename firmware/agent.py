@@ -21,6 +21,7 @@ from firmware.api import DeviceApi, Http, NetworkError, Response, UrllibHttp, tl
 from firmware.clock import Clock, SystemClock
 from firmware.config import AgentConfig, ConfigError
 from firmware.credentials import Credentials, CredentialsError, CredentialStore
+from firmware.device import DeviceModel
 from firmware.identity import (
     Identity,
     IdentityError,
@@ -83,6 +84,7 @@ class Agent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._next_status = 0.0
+        self.device = DeviceModel(config.state_dir)
 
         self.identity = self._load_identity()
         api_url = config.api_url or (self.identity.api_url if self.identity else "")
@@ -396,6 +398,13 @@ class Agent:
                 self._mqtt_settings(identity, credentials), self._on_message, self._on_disconnect
             )
             self.transport.subscribe(credentials.topics["commands"])
+            shadow = credentials.topics.get("shadow")
+            if shadow:
+                # Reconcile after every (re)connect: report what we are, then ask what is wanted.
+                self.transport.subscribe(shadow + "/update/delta")
+                self.transport.subscribe(shadow + "/get/accepted")
+                self._report_shadow()
+                self.transport.publish(shadow + "/get", b"{}")
             self._publish_status()
         except TransportError as exc:
             # Refused may mean revoked or released: the API knows, so ask it before trying again.
@@ -447,10 +456,41 @@ class Agent:
     def _publish_status(self) -> None:
         if self.credentials is not None:
             self.transport.publish(self.credentials.topics["status"], self._status("online"))
+            self._report_shadow()
+
+    def _report_shadow(self) -> None:
+        shadow = self.credentials.topics.get("shadow") if self.credentials else None
+        if shadow:
+            body = {"state": {"reported": self.device.reported()}}
+            self.transport.publish(shadow + "/update", json.dumps(body).encode())
+
+    def _handle_shadow(self, topic: str, payload: bytes) -> None:
+        """A desired change (update/delta) or the whole document (get/accepted, after connecting)."""
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a shadow message that is not JSON")
+            return
+        if not isinstance(message, dict):
+            return
+        state = message.get("state") or {}
+        change = state.get("delta") if topic.endswith("/get/accepted") else state
+        version = message.get("version")
+        if (
+            isinstance(change, dict)
+            and change
+            and self.device.apply(change, version if isinstance(version, int) else None)
+        ):
+            with contextlib.suppress(TransportError):
+                self._report_shadow()
 
     def _handle_command(self, topic: str, payload: bytes) -> bool:
         """Act on one command; True when it changed state."""
         credentials = self.credentials
+        shadow = credentials.topics.get("shadow") if credentials else None
+        if shadow and topic in (shadow + "/update/delta", shadow + "/get/accepted"):
+            self._handle_shadow(topic, payload)
+            return False
         if credentials is None or topic != credentials.topics.get("commands"):
             return False
         try:

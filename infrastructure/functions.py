@@ -68,6 +68,7 @@ IOT_ACTIONS: dict[str, tuple[str, ...]] = {"DeviceApi": _PROVISIONING, "OwnerApi
 # Issuing a certificate, by cert mode; neither call supports resource-level permissions.
 ISSUE_ACTION = {"aws": "iot:CreateCertificateFromCsr", "own-ca": "iot:RegisterCertificate"}
 ISSUES_CERTIFICATES = ("DeviceApi",)
+USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
 READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; own-CA key pair
 
@@ -304,6 +305,21 @@ class Functions(Construct):
                 unscoped.append(ISSUE_ACTION[settings.cert_mode])
             role.add_to_principal_policy(
                 iam.PolicyStatement(sid="NoResourceLevelPermissions", actions=unscoped, resources=["*"])
+            )
+        if function in USES_SHADOW:
+            things = arn("thing", "*")
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DeviceShadow",
+                    actions=["iot:GetThingShadow", "iot:UpdateThingShadow"],
+                    resources=[things],
+                )
+            )
+            acknowledge_wildcard_resource(
+                role,
+                things,
+                "Reads and writes the shadow of the caller's own device (ownership is checked in DynamoDB "
+                "first); thing names are device ids created at run time, so they cannot be listed here.",
             )
         if publishes:
             commands = definitions.device_topics("*")["commands"]

@@ -135,6 +135,8 @@ ROUTES: tuple[Route, ...] = (
     _owner("POST", "/v1/devices/{id}/revoke"),
     _owner("POST", "/v1/devices/{id}/release"),
     _owner("GET", "/v1/devices/{id}/events"),
+    _owner("GET", "/v1/devices/{id}/state"),
+    _owner("PATCH", "/v1/devices/{id}/state"),
     _owner("POST", "/v1/pending"),
     _owner("GET", "/v1/pending"),
     _owner("DELETE", "/v1/pending/{id}"),

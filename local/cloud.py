@@ -30,6 +30,7 @@ from local.moto_server import MotoServer
 from local.pki import IssuedCert, LocalCA
 from local.presence_bridge import PresenceBridge
 from local.seed import PRODUCT_NAME, REGION, UNSET_VARS, Seeded, aws_client, seed, warm_clients
+from local.shadow_service import ShadowService
 
 LOG = logging.getLogger("latchkey.local")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,7 @@ class EmbeddedCloud:
         self.seeded: Seeded | None = None
         self.iot_sync: IotCertificateSync | None = None
         self.presence: PresenceBridge | None = None
+        self.shadows: ShadowService | None = None
         self.gateway: Gateway | None = None
         self.startup_seconds = 0.0
         self.env_file: Path | None = None
@@ -148,6 +150,7 @@ class EmbeddedCloud:
             self.iot_sync = IotCertificateSync(self.aws("iot"), self.broker, self.ca).start()
             if self.presence_enabled:
                 self.presence = PresenceBridge(self.broker).start()
+            self.shadows = ShadowService(self.broker, self.aws("iot"), self.aws("iot-data")).start()
             self.gateway = Gateway(
                 GatewayConfig(
                     moto_url=moto.url,
@@ -212,7 +215,7 @@ class EmbeddedCloud:
         for proc in self._processes:
             _terminate(proc)
         self._processes.clear()
-        for part in (self.gateway, self.presence, self.iot_sync, self.broker):
+        for part in (self.gateway, self.shadows, self.presence, self.iot_sync, self.broker):
             if part is not None:
                 try:
                     part.stop()

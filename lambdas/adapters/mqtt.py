@@ -92,3 +92,7 @@ def reset() -> None:
     clear = getattr(_iot_data, "cache_clear", None)
     if clear is not None:
         clear()
+
+
+# The shadow adapter (adapters/shadow.py) talks to the same iot-data endpoint.
+iot_data_client = _iot_data

@@ -31,6 +31,7 @@ from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody
 from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
 from lambdas.models.pending import PendingCreateRequest
+from lambdas.models.state import StatePatch
 
 log = logging.getLogger("latchkey.owner_api")
 log.setLevel(os.environ.get("LATCHKEY_LOG_LEVEL", "INFO"))
@@ -285,6 +286,30 @@ def release_device(id: str) -> Device:
 def device_events(id: str) -> EventList:
     owner_id, _ = _caller()
     return EventList.model_validate({"events": owner.events(owner_id, id)})
+
+
+@app.get(
+    "/v1/devices/<id>/state",
+    summary="Relays and sensors: reported, desired and delta of the device shadow",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The device's shadow state.", 401, 404),
+)
+def device_state(id: str) -> dict[str, Any]:
+    owner_id, _ = _caller()
+    return owner.device_state(owner_id, id)
+
+
+@app.patch(
+    "/v1/devices/<id>/state",
+    summary="Switch relays, rename them, set their logic or a sensor's calibration offset",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The device's shadow state after the change.", 400, 401, 404, 409),
+)
+def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
+    owner_id, _ = _caller()
+    return owner.change_state(owner_id, id, body.model_dump(exclude_none=True))
 
 
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------

@@ -248,3 +248,32 @@ def _remove_iot(item: dict[str, Any], revoke_first: bool) -> None:
     iot.remove_certificate_and_thing(
         str(thing or item[c.DEVICE_PK]), str(certificate_id) if certificate_id else None, delete_thing=True
     )
+
+
+def device_state(owner_id: str, device_id: str) -> dict[str, Any]:
+    """Reported, desired and delta of the caller's device shadow (design: issue "control")."""
+    from lambdas.adapters import shadow as shadow_store
+    from lambdas.logic import shadow
+
+    item = owned(owner_id, device_id)
+    thing = item.get("thingName")
+    document = shadow_store.get(str(thing)) if thing else None
+    return {"id": device_id, **shadow.view(document)}
+
+
+def change_state(owner_id: str, device_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the capabilities the device reported, then write the desired state."""
+    from lambdas.adapters import shadow as shadow_store
+    from lambdas.errors import Conflict
+    from lambdas.logic import shadow
+
+    item = owned(owner_id, device_id)
+    thing = item.get("thingName")
+    if item.get("state") != c.STATE_ACTIVE or not thing:
+        raise Conflict("The device is not active: claim it and let it come online first.")
+    current = shadow_store.get(str(thing)) or {}
+    reported = (current.get("state") or {}).get("reported") or {}
+    desired = shadow.desired_from_patch(patch, reported)
+    document = shadow_store.update_desired(str(thing), desired)
+    merged = shadow_store.get(str(thing)) or document
+    return {"id": device_id, **shadow.view(merged)}

@@ -196,7 +196,10 @@ class FakeTransport:
         self._on_disconnect()
 
     def statuses(self) -> list[str]:
-        return [message["status"] for _topic, message in self.published]
+        return [message["status"] for topic, message in self.published if topic.endswith("/status")]
+
+    def shadow_reports(self) -> list[dict[str, Any]]:
+        return [m["state"]["reported"] for topic, m in self.published if topic.endswith("/shadow/update")]
 
 
 def write_identity(

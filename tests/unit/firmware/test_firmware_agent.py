@@ -97,9 +97,20 @@ def test_unclaimed_twice_then_provisioned_saves_acks_and_connects(api, make_agen
     assert (settings.client_id, settings.host, settings.port) == (DEVICE_ID, "127.0.0.1", 8883)
     assert settings.ca_pem == provisioned()["caPem"] and settings.will_topic.endswith("/status")
     assert json.loads(settings.will_payload)["status"] == "offline"
-    assert transport.subscribed == [f"latchkey/things/{DEVICE_ID}/commands"]
-    topic, status = transport.published[0]
+    shadow = f"$aws/things/{DEVICE_ID}/shadow"
+    assert transport.subscribed == [
+        f"latchkey/things/{DEVICE_ID}/commands",
+        f"{shadow}/update/delta",
+        f"{shadow}/get/accepted",
+    ]
+    topic, status = next((t, m) for t, m in transport.published if t.endswith("/status"))
     assert topic == f"latchkey/things/{DEVICE_ID}/status"
+    # It described its relays and sensors and asked for the desired state
+    assert transport.shadow_reports()[0]["capabilities"]["relays"]["r1"] == {
+        "name": "Relay 1",
+        "logic": "positive",
+    }
+    assert (f"{shadow}/get", {}) in transport.published
     assert status["status"] == "online"
     assert {k: status[k] for k in SYSTEM_INFO} == SYSTEM_INFO
 
@@ -114,7 +125,7 @@ def test_online_agent_publishes_status_every_interval(make_agent, api):
     agent = make_agent(transport, status_interval=30)
     drive(agent, agent.clock, lambda: agent.state is State.ONLINE)
 
-    waits = drive(agent, agent.clock, lambda: len(transport.published) == 4)
+    waits = drive(agent, agent.clock, lambda: len(transport.statuses()) == 4)
 
     assert waits == [30, 30, 30]
     assert transport.statuses() == ["online"] * 4

@@ -69,7 +69,7 @@ def test_status_messages_and_the_last_will_are_understood_by_presence(tmp_path):
         api.close()
 
     topic = f"latchkey/things/{DEVICE_ID}/status"
-    online, offline = (dict(message, topic=t) for t, message in transport.published)
+    online, offline = (dict(message, topic=t) for t, message in transport.published if t.endswith("/status"))
     will = dict(json.loads(transport.connects[0].will_payload), topic=topic)
 
     seen_online = presence.parse(online)

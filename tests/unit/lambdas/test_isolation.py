@@ -19,6 +19,8 @@ ATTEMPTS = [
     ("POST", "/v1/devices/{id}/revoke", None),
     ("POST", "/v1/devices/{id}/release", None),
     ("GET", "/v1/devices/{id}/events", None),
+    ("GET", "/v1/devices/{id}/state", None),
+    ("PATCH", "/v1/devices/{id}/state", {"relays": {"r1": True}}),
 ]
 
 

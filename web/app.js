@@ -112,7 +112,7 @@ function displayName(device) {
   return (device && (device.name || device.id)) || 'this device';
 }
 
-function notice(text, kind = 'info') {
+export function notice(text, kind = 'info') {
   const box = $('notice');
   box.textContent = text;
   box.dataset.kind = kind;
@@ -651,6 +651,7 @@ function renderDevices(devices) {
     }
   }
   setText($('devices-updated'), `Updated ${new Date().toLocaleTimeString()}`);
+  document.dispatchEvent(new CustomEvent('latchkey:devices-rendered', { detail: { devices, cards: state.cards } }));
 }
 
 async function loadDevices(gen) {
@@ -839,6 +840,7 @@ function renderDetails(device) {
   const revoked = device.state === 'revoked' || (cert && String(cert.status).toUpperCase() === 'REVOKED');
   $('revoke-button').disabled = Boolean(revoked) || !cert;
   $('revoke-button').title = revoked ? 'Already revoked' : !cert ? 'The device has no certificate yet' : '';
+  document.dispatchEvent(new CustomEvent('latchkey:details-rendered', { detail: { device } }));
 }
 
 function describeDetail(detail) {

@@ -1,7 +1,7 @@
 """`latchkey`: the operator's console script (entry point `cli.main:main`).
 
 Command groups register on `cli` (`cli.add_command(...)` in this module, one module per group under
-`cli/`): `devices`, `simulate`.
+`cli/`): `devices`, `simulate`, `doctor`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from cli.devices import devices
+from cli.doctor import doctor
 from cli.env import DEFAULT_STACK
 from cli.errors import LatchkeyGroup, fail
 from cli.simulate import simulate
@@ -62,6 +63,7 @@ def ensure_environment(ctx: click.Context) -> str:
 
 cli.add_command(devices)
 cli.add_command(simulate)
+cli.add_command(doctor)
 
 
 def main() -> None:

@@ -41,11 +41,20 @@ CLOUD_FIXTURES = {"cloud", "http", "owner", "make_owner", "start_agent"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the embedded cloud are integration tests (`-m "not integration"` skips them)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the embedded cloud are integration tests (`-m "not integration"` leaves them out).
+
+    The long fuzz/soak variants (`@pytest.mark.fuzz`) belong to `make fuzz` (`-m fuzz`): without a
+    `-m` that names them they are deselected (not skipped), so `make test` stays fast.
+    """
     for item in items:
         if CLOUD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    if "fuzz" not in (config.getoption("-m") or ""):
+        long_runs = [item for item in items if item.get_closest_marker("fuzz")]
+        if long_runs:
+            config.hook.pytest_deselected(items=long_runs)
+            items[:] = [item for item in items if not item.get_closest_marker("fuzz")]
 
 
 @pytest.fixture(scope="session")

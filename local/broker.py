@@ -231,6 +231,15 @@ class Broker:
         if proc.stdout:
             proc.stdout.close()
 
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop and start the broker on the same port (tests of devices surviving a broker restart)."""
+        with self._lock:
+            self._terminate()
+            with self._state:
+                self._clients.clear()
+            self._launch()
+            self._wait_tls(timeout)
+
     def stop(self) -> None:
         with self._lock:
             self._terminate()

@@ -1,4 +1,4 @@
-"""`latchkey doctor`: report every inconsistency between the devices table and IoT."""
+"""`latchkey doctor`: report every inconsistency between the tables and IoT (lambdas/logic/invariants.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import click
 @click.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
-    """Check devices, certificates and things against each other; exit 1 if anything is wrong."""
+    """Check devices, pending devices, the audit trail, things, certificates and policies against
+    each other. Prints every problem; exit status 1 if there is any, 0 when all is consistent."""
     from cli.main import ensure_environment
-    from lambdas.logic.invariants import check
+    from lambdas.logic import invariants
 
-    ensure_environment(ctx)
-    problems = check()
+    source = ensure_environment(ctx)
+    snapshot = invariants.inventory()
+    problems = invariants.check(snapshot)
+    click.echo(f"Checked {snapshot.summary()} ({source}).")
     for problem in problems:
         click.echo(str(problem))
     if problems:
-        click.echo(f"{len(problems)} problem(s) found.", err=True)
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found.", err=True)
         ctx.exit(1)
     click.echo("No problems found.")

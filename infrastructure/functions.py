@@ -57,6 +57,7 @@ _LIFECYCLE = (
     "iot:DescribeCertificate",
     "iot:ListThingPrincipals",
     "iot:ListAttachedPolicies",
+    "iot:ListPrincipalThings",  # a certificate's things, when a delete conflicts with a re-attach
     "iot:UpdateCertificate",  # ack: INACTIVE -> ACTIVE; revoke: -> REVOKED
     "iot:DetachThingPrincipal",
     "iot:DetachPolicy",
@@ -263,7 +264,7 @@ class Functions(Construct):
         stack = Stack.of(self)
         actions = IOT_ACTIONS.get(function, ())
         publishes = function in PUBLISHES_COMMANDS
-        if not actions and not publishes:
+        if not actions and not publishes and function not in USES_SHADOW:
             return
 
         def arn(resource: str, name: str) -> str:
@@ -272,6 +273,11 @@ class Functions(Construct):
             )
 
         things = arn("thing", f"{c.DEVICE_ID_PREFIX}*")
+        things_reason = (
+            "Things (and their shadows) are created per device at run time, so they cannot be named in "
+            f"advance; the ARN is limited to this account, region and the '{c.DEVICE_ID_PREFIX}' device-id "
+            "prefix, and the functions check ownership in DynamoDB before touching a device."
+        )
         certs = arn("cert", "*")
         if actions:
             role.add_to_principal_policy(
@@ -288,12 +294,7 @@ class Functions(Construct):
                     ],
                 )
             )
-            acknowledge_wildcard_resource(
-                role,
-                things,
-                f"Things are created per device at run time; the ARN is limited to this account, region and "
-                f"the '{c.DEVICE_ID_PREFIX}' device-id prefix.",
-            )
+            acknowledge_wildcard_resource(role, things, things_reason)
             acknowledge_wildcard_resource(
                 role,
                 certs,
@@ -307,7 +308,6 @@ class Functions(Construct):
                 iam.PolicyStatement(sid="NoResourceLevelPermissions", actions=unscoped, resources=["*"])
             )
         if function in USES_SHADOW:
-            things = arn("thing", "*")
             role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="DeviceShadow",
@@ -315,12 +315,8 @@ class Functions(Construct):
                     resources=[things],
                 )
             )
-            acknowledge_wildcard_resource(
-                role,
-                things,
-                "Reads and writes the shadow of the caller's own device (ownership is checked in DynamoDB "
-                "first); thing names are device ids created at run time, so they cannot be listed here.",
-            )
+            if not actions:
+                acknowledge_wildcard_resource(role, things, things_reason)
         if publishes:
             commands = definitions.device_topics("*")["commands"]
             topic = arn("topic", commands)

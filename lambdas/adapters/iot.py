@@ -141,12 +141,20 @@ def thing_principals(thing_name: str) -> list[str]:
     return arns
 
 
+class _ThingInUse(Exception):
+    """DeleteThing refused: a principal is attached (one was attached after we listed them)."""
+
+
 def _delete_thing(thing_name: str) -> None:
     try:
         _iot().delete_thing(thingName=thing_name)
     except Exception as exc:
-        if error_code(exc) != _NOT_FOUND:
-            raise _translate(exc) from exc
+        code = error_code(exc)
+        if code == _NOT_FOUND:
+            return
+        if code == "InvalidRequestException" and "attached" in str(exc).lower():
+            raise _ThingInUse(thing_name) from exc
+        raise _translate(exc) from exc
 
 
 # --- certificates ----------------------------------------------------------------------------------
@@ -311,13 +319,11 @@ def _tolerant(call: Any, **kwargs: Any) -> None:
             raise _translate(exc) from exc
 
 
-def _remove_certificate(thing_name: str, certificate_id: str) -> None:
+def _detach_everything(arn: str, things: list[str]) -> None:
+    """Detach the certificate from these things and from every policy (each step tolerates "gone")."""
     iot = _iot()
-    try:
-        arn = certificate_arn(certificate_id)
-    except CertificateMissing:
-        return
-    _tolerant(iot.detach_thing_principal, thingName=thing_name, principal=arn)
+    for thing in things:
+        _tolerant(iot.detach_thing_principal, thingName=thing, principal=arn)
     try:
         policies = iot.list_attached_policies(target=arn).get("policies", [])
     except Exception as exc:
@@ -326,12 +332,40 @@ def _remove_certificate(thing_name: str, certificate_id: str) -> None:
         policies = []
     for policy in policies:
         _tolerant(iot.detach_policy, policyName=policy["policyName"], target=arn)
+
+
+def _remove_certificate(thing_name: str, certificate_id: str) -> None:
+    iot = _iot()
+    try:
+        arn = certificate_arn(certificate_id)
+    except CertificateMissing:
+        return
+    _detach_everything(arn, [thing_name])
     description = describe_certificate(certificate_id)
     if description is None:
         return
     if description.get("status") == "ACTIVE":
         _tolerant(iot.update_certificate, certificateId=certificate_id, newStatus="REVOKED")
-    _tolerant(iot.delete_certificate, certificateId=certificate_id, forceDelete=True)
+    # No forceDelete: a provisioning poll adopting this certificate may attach it to its thing and the
+    # policy again meanwhile; then the delete conflicts and we detach again. (moto's forceDelete would
+    # also delete a certificate that still has a policy and keep that attachment, which then breaks every
+    # later DeleteCertificate of the account with ResourceNotFound.)
+    for _ in range(3):
+        try:
+            iot.delete_certificate(certificateId=certificate_id)
+            return
+        except Exception as exc:
+            code = error_code(exc)
+            if code in (_NOT_FOUND, "CertificateStateException"):
+                return
+            if code != "DeleteConflictException":
+                raise _translate(exc) from exc
+        try:
+            things = iot.list_principal_things(principal=arn).get("things", [])
+        except Exception as exc:
+            raise _translate(exc) from exc
+        _detach_everything(arn, things)
+    raise IotUnavailable("The device is being provisioned right now; retry shortly.", retry_after=1)
 
 
 def remove_certificate_and_thing(
@@ -347,13 +381,19 @@ def remove_certificate_and_thing(
         _remove_certificate(thing_name, certificate_id)
     if not delete_thing:
         return
-    for arn in thing_principals(thing_name):
-        other = _certificate_id(arn)
-        if other:
-            _remove_certificate(thing_name, other)
-        else:
-            _tolerant(_iot().detach_thing_principal, thingName=thing_name, principal=arn)
-    _delete_thing(thing_name)
+    for _ in range(3):
+        for arn in thing_principals(thing_name):
+            other = _certificate_id(arn)
+            if other:
+                _remove_certificate(thing_name, other)
+            else:
+                _tolerant(_iot().detach_thing_principal, thingName=thing_name, principal=arn)
+        try:
+            _delete_thing(thing_name)
+            return
+        except _ThingInUse:
+            continue  # a provisioning poll attached a certificate meanwhile: remove that one too
+    raise IotUnavailable("The device is being provisioned right now; retry shortly.", retry_after=1)
 
 
 # --- the data endpoint -----------------------------------------------------------------------------

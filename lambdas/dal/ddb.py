@@ -187,7 +187,13 @@ def get(table: str, key: dict[str, Any], consistent: bool = False) -> dict[str, 
     return from_item(item) if item else None
 
 
-def delete(table: str, key: dict[str, Any], expected: dict[str, Any] | None = None) -> None:
+def delete(
+    table: str,
+    key: dict[str, Any],
+    expected: dict[str, Any] | None = None,
+    also: list[dict[str, Any]] | None = None,
+) -> None:
+    """Delete one item (conditionally); with `also`, in one transaction with other writes."""
     from lambdas.aws_clients import client
 
     request: dict[str, Any] = {"TableName": table, "Key": to_item(key)}
@@ -199,7 +205,10 @@ def delete(table: str, key: dict[str, Any], expected: dict[str, Any] | None = No
         if values:
             request["ExpressionAttributeValues"] = values
     try:
-        client("dynamodb").delete_item(**request)
+        if also:
+            client("dynamodb").transact_write_items(TransactItems=[{"Delete": request}, *also])
+        else:
+            client("dynamodb").delete_item(**request)
     except Exception as exc:
         if is_condition_failure(exc):
             raise ConditionFailed(str(exc)) from exc

@@ -52,8 +52,10 @@ def update(
     )
 
 
-def delete(device_id: str, expected: dict[str, Any] | None = None) -> None:
-    ddb.delete(config.devices_table(), _key(device_id), expected=expected)
+def delete(
+    device_id: str, expected: dict[str, Any] | None = None, also: list[dict[str, Any]] | None = None
+) -> None:
+    ddb.delete(config.devices_table(), _key(device_id), expected=expected, also=also)
 
 
 def find_by_claim_code(claim_code_hash: str) -> str | None:

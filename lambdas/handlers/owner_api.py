@@ -28,7 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from lambdas import http
 from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
 from lambdas.logic import claims, owner
-from lambdas.models.common import ErrorBody
+from lambdas.models.common import ErrorBody, GatewayError
 from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
 from lambdas.models.pending import PendingCreateRequest
 from lambdas.models.state import StatePatch
@@ -421,8 +421,22 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _describe_errors_as_answered(document: dict[str, Any]) -> None:
-    """Powertools documents validation errors as its own 422 shape; this API answers them as 400 ErrorBody."""
+    """Powertools documents validation errors as its own 422 shape; this API answers them as 400 ErrorBody.
+
+    A 401 comes from API Gateway's JWT authorizer (`{"message": "Unauthorized"}`, before the function
+    runs) or from the function (ErrorBody, claims without `sub`): both shapes are documented.
+    """
     error_ref = {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    unauthorized = {
+        JSON: {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/ErrorBody"},
+                    {"$ref": "#/components/schemas/GatewayError"},
+                ]
+            }
+        }
+    }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})
@@ -433,10 +447,13 @@ def _describe_errors_as_answered(document: dict[str, Any]) -> None:
                 }
             if "204" in responses:
                 responses["204"].pop("content", None)
+            if "401" in responses:
+                responses["401"]["content"] = unauthorized
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)
     schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    schemas.setdefault("GatewayError", GatewayError.model_json_schema())
 
 
 @app.get("/v1/openapi.json", summary="This document", tags=["meta"], cache_control="public, max-age=300")
@@ -456,6 +473,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return http.error_response(BadRequest("The request body is not valid UTF-8 JSON."))
     response = app.resolve(event, context)
     headers = response.setdefault("headers", {})
+    if response.get("statusCode") == 204:  # no content: not even the "null" Powertools serializes
+        response["body"] = ""
+        for name in [k for k in headers if k.lower() == "content-type"]:
+            del headers[name]
     if not any(k.lower() == "cache-control" for k in headers):
         headers["Cache-Control"] = "no-store"
     return response

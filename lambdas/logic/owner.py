@@ -16,7 +16,7 @@ from typing import Any
 from lambdas import constants as c
 from lambdas.dal import audit, devices
 from lambdas.dal.devices import ConditionFailed
-from lambdas.errors import NotFound
+from lambdas.errors import NotFound, ServiceUnavailable
 from lambdas.logic import presence
 
 log = logging.getLogger("latchkey.owner")
@@ -121,17 +121,25 @@ def get_device(owner_id: str, device_id: str, now: float | None = None) -> dict[
 def events(owner_id: str, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """The audit trail, newest first, since the device joined the caller's account.
 
-    Events from before `claimedAt` belong to earlier owners (a released device changes hands) and are
-    not shown; `sourceIp` is never shown.
+    Events from before the caller's claim belong to earlier owners (a released device changes hands)
+    and are not shown; `sourceIp` is never shown. The boundary is the caller's latest `device.claimed`
+    event (with the `device.registered` event written in the same transaction); `claimedAt`, which has
+    second precision, is the fallback when that event is beyond `limit`.
     """
     item = owned(owner_id, device_id)
-    since = _parse_iso(item.get("claimedAt"))
+    trail = audit.list_events(device_id, limit=limit)  # newest first
+    joined = next((i for i, e in enumerate(trail) if _joins(e, owner_id)), None)
+    if joined is not None:
+        if joined + 1 < len(trail) and trail[joined + 1].get("action") == "device.registered":
+            joined += 1
+        trail = trail[: joined + 1]
+    since = _parse_iso(item.get("claimedAt")) if joined is None else None
     out = []
-    for event in audit.list_events(device_id, limit=limit):
+    for event in trail:
         at = _parse_iso(event.get("at"))
         if since is not None and (at is None or at < since):
             continue
-        if since is None and event.get("actor") not in (owner_id, "device"):
+        if joined is None and since is None and event.get("actor") not in (owner_id, "device"):
             continue
         detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
         out.append(
@@ -143,6 +151,12 @@ def events(owner_id: str, device_id: str, limit: int = 200) -> list[dict[str, An
             }
         )
     return out
+
+
+def _joins(event: dict[str, Any], owner_id: str) -> bool:
+    """The event that made `owner_id` the owner: their claim, or a pre-claim at manufacture for them."""
+    detail: dict[str, Any] = event["detail"] if isinstance(event.get("detail"), dict) else {}
+    return event.get("action") == "device.claimed" and owner_id in (event.get("actor"), detail.get("ownerId"))
 
 
 # --- changes -----------------------------------------------------------------------------------------
@@ -158,73 +172,105 @@ def rename(owner_id: str, device_id: str, name: str, now: float | None = None) -
     return view(updated, now)
 
 
+# Delete, revoke and release act on the record as they read it, and their final write is conditional on
+# the record being unchanged (owner, state, certificate). A provisioning poll or an ack can commit in
+# between (a certificate issued after the read would otherwise outlive a delete, or stay ACTIVE on a
+# revoked device); then the condition fails and the change is redone from a fresh read.
+CHANGE_ATTEMPTS = 5
+
+
+def _unchanged(owner_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The write condition: still the caller's, in the state and with the certificate that was read."""
+    return {
+        c.DEVICE_OWNER_KEY: owner_id,
+        "state": item.get("state"),
+        "certificateId": item.get("certificateId"),
+    }
+
+
+def _kept_changing(device_id: str) -> ServiceUnavailable:
+    log.warning("device %s kept changing during an owner action", device_id)
+    return ServiceUnavailable(
+        "The device changed while this was being done. Please try again.",
+        retryAfter=1,
+        headers={"Retry-After": "1"},
+    )
+
+
 def delete(owner_id: str, device_id: str, source_ip: str | None) -> None:
     """Remove the certificate and the thing, then the record (the next poll gets 404). Audited."""
-    item = owned(owner_id, device_id)
-    _remove_iot(item, revoke_first=False)
-    try:
-        devices.delete(device_id, expected={c.DEVICE_OWNER_KEY: owner_id})
-    except ConditionFailed:
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    audit.record(
-        audit.event_item(
+    for _ in range(CHANGE_ATTEMPTS):
+        item = owned(owner_id, device_id)
+        _remove_iot(item, revoke_first=False)
+        event = audit.event_item(
             device_id,
             "device.deleted",
             owner_id,
             source_ip,
             {"certificateId": item.get("certificateId"), "state": item.get("state")},
         )
-    )
+        try:
+            devices.delete(device_id, expected=_unchanged(owner_id, item), also=[audit.put_request(event)])
+        except ConditionFailed:
+            continue  # e.g. a poll issued a certificate meanwhile: remove that one too
+        return
+    raise _kept_changing(device_id)
 
 
 def revoke(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
     """State `revoked`, certificate REVOKED (IoT drops the connection; polls get 403). Idempotent."""
     now = time.time() if now is None else now
-    item = owned(owner_id, device_id)
-    if item.get("state") == c.STATE_REVOKED:
-        return view(item, now)
-    certificate_id = item.get("certificateId")
-    if certificate_id:
-        from lambdas.adapters import iot  # deferred: only changes touch IoT
+    for _ in range(CHANGE_ATTEMPTS):
+        item = owned(owner_id, device_id)
+        certificate_id = item.get("certificateId")
+        if item.get("state") == c.STATE_REVOKED and (
+            not certificate_id or item.get("certificateStatus") == "REVOKED"
+        ):
+            return view(item, now)
+        if certificate_id:
+            from lambdas.adapters import iot  # deferred: only changes touch IoT
 
-        iot.revoke_certificate(str(certificate_id))  # first: a record that says revoked must be true
-    fields: dict[str, Any] = {"state": c.STATE_REVOKED, "revokedAt": iso(now)}
-    if certificate_id:
-        fields["certificateStatus"] = "REVOKED"
-    event = audit.event_item(
-        device_id, "certificate.revoked", owner_id, source_ip, {"certificateId": certificate_id}
-    )
-    try:
-        devices.update(
-            device_id, fields, expected={c.DEVICE_OWNER_KEY: owner_id}, also=[audit.put_request(event)]
+            iot.revoke_certificate(str(certificate_id))  # first: a record that says revoked must be true
+        fields: dict[str, Any] = {"state": c.STATE_REVOKED, "revokedAt": iso(now)}
+        if certificate_id:
+            fields["certificateStatus"] = "REVOKED"
+        event = audit.event_item(
+            device_id, "certificate.revoked", owner_id, source_ip, {"certificateId": certificate_id}
         )
-    except ConditionFailed:
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    return get_device(owner_id, device_id, now)
+        try:
+            devices.update(
+                device_id, fields, expected=_unchanged(owner_id, item), also=[audit.put_request(event)]
+            )
+        except ConditionFailed:
+            continue  # e.g. a certificate was issued or acknowledged meanwhile: revoke that one
+        return get_device(owner_id, device_id, now)
+    raise _kept_changing(device_id)
 
 
 def release(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
     """Tell the agent to wipe its credentials, remove the certificate, return the device to `unclaimed`."""
     now = time.time() if now is None else now
-    item = owned(owner_id, device_id)
-    if item.get("certificateId") and item.get("state") == c.STATE_ACTIVE:
-        _tell_release(device_id, str(item.get("thingName") or device_id))
-    _remove_iot(item, revoke_first=True)
-    event = audit.event_item(
-        device_id, "device.released", owner_id, source_ip, {"certificateId": item.get("certificateId")}
-    )
-    try:
-        devices.update(
-            device_id,
-            {"state": c.STATE_UNCLAIMED, "releasedAt": iso(now)},
-            remove=RELEASE_CLEARS,
-            expected={c.DEVICE_OWNER_KEY: owner_id},
-            also=[audit.put_request(event)],
+    for _ in range(CHANGE_ATTEMPTS):
+        item = owned(owner_id, device_id)
+        if item.get("certificateId") and item.get("state") == c.STATE_ACTIVE:
+            _tell_release(device_id, str(item.get("thingName") or device_id))
+        _remove_iot(item, revoke_first=True)
+        event = audit.event_item(
+            device_id, "device.released", owner_id, source_ip, {"certificateId": item.get("certificateId")}
         )
-    except ConditionFailed:
-        raise NotFound(NOT_FOUND_MESSAGE) from None
-    released = {k: v for k, v in item.items() if k not in RELEASE_CLEARS}
-    return view({**released, "state": c.STATE_UNCLAIMED}, now)
+        try:
+            devices.update(
+                device_id,
+                {"state": c.STATE_UNCLAIMED, "releasedAt": iso(now)},
+                remove=RELEASE_CLEARS,
+                expected=_unchanged(owner_id, item),
+                also=[audit.put_request(event)],
+            )
+        except ConditionFailed:
+            continue  # e.g. a poll issued a certificate meanwhile: remove that one too
+        released = {k: v for k, v in item.items() if k not in RELEASE_CLEARS}
+        return view({**released, "state": c.STATE_UNCLAIMED}, now)
+    raise _kept_changing(device_id)
 
 
 def _tell_release(device_id: str, thing: str) -> None:

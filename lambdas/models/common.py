@@ -33,3 +33,9 @@ class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. `not_found`, `validation_error`.")
     message: str = Field(description="What went wrong, as a sentence that can be shown to the user.")
     retryAfter: int | None = Field(default=None, description="Seconds to wait (429 and 503 only).")
+
+
+class GatewayError(BaseModel):
+    """What API Gateway itself answers before the function runs, e.g. its JWT authorizer's 401."""
+
+    message: str = Field(description="API Gateway's text, e.g. `Unauthorized`.")

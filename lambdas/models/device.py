@@ -124,10 +124,13 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
         {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
         for name, text in _SIGNED_HEADERS
     ]
-    too_many = {
-        **_error("Too many requests."),
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    retry_after = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
+    too_many = {**_error("Too many requests."), "headers": retry_after}
+    busy = {
+        **_error("IoT throttled, or a provisioning race: poll again after Retry-After."),
+        "headers": retry_after,
     }
+    too_large = _error("Request body larger than 16 KiB.")
     tags = ["device"]
     paths: dict[str, Any] = {
         "/v1/device/poll": {
@@ -146,7 +149,13 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                     "200": _json(
                         {
                             "oneOf": [_ref(PollUnclaimed), _ref(PollProvisioned)],
-                            "discriminator": {"propertyName": "status"},
+                            "discriminator": {
+                                "propertyName": "status",
+                                "mapping": {
+                                    "unclaimed": _ref(PollUnclaimed)["$ref"],
+                                    "provisioned": _ref(PollProvisioned)["$ref"],
+                                },
+                            },
                         },
                         "Unclaimed, or provisioned with credentials.",
                     ),
@@ -154,7 +163,9 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                     "401": _error("Bad signature, or clock outside the window (see serverTime)."),
                     "403": _error("The device has been revoked."),
                     "404": _error("Unknown or deleted device."),
+                    "413": too_large,
                     "429": too_many,
+                    "503": busy,
                 },
             }
         },
@@ -171,10 +182,14 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 },
                 "responses": {
                     "204": {"description": "Certificate activated."},
+                    "400": _error("Malformed body or certificateId."),
                     "401": _error("Bad signature or clock."),
                     "403": _error("The device has been revoked."),
                     "404": _error("Unknown or deleted device."),
                     "409": _error("Not the certificate issued to this device."),
+                    "413": too_large,
+                    "429": too_many,
+                    "503": busy,
                 },
             }
         },
@@ -191,9 +206,11 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 },
                 "responses": {
                     "201": _json(_ref(RegisterResponse), "Registered."),
+                    "400": _error("Malformed body, MAC or CSR."),
                     "401": _error("Unknown or expired token."),
                     "409": _error("The MAC differs from the one the token is bound to."),
                     "410": _error("The token was already used."),
+                    "413": too_large,
                     "429": too_many,
                 },
             }

@@ -16,6 +16,7 @@ class ClaimRequest(BaseModel):
         description="The code on the label, e.g. `ABCDE-FGHJK`. Case, spaces and hyphens do not matter; "
         "I and L read as 1, O as 0.",
         examples=["ABCDE-FGHJK"],
+        repr=False,  # a secret: never in a repr, hence never in Powertools' debug log of the route's arguments
     )
     name: OptionalName = Field(default=None, description="Display name; default `Device <last 4 of id>`.")
 

@@ -1,66 +1,194 @@
-"""The fleet simulator replays the agent's schedule code and counts and prices correctly."""
+"""The fleet simulator (firmware/simulate.py, `latchkey simulate`) replays the agent's own schedule,
+counts polls and peaks right, and prices them like a hand computation."""
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
+from click.testing import CliRunner
 
-from bench import fleet as sim
+from cli.simulate import PRICES_FILE, load_prices
+from cli.simulate import simulate as simulate_command
 from firmware import schedule
+from firmware import simulate as sim
+from firmware.agent import Agent
+from firmware.api import Response
+from firmware.clock import VirtualClock
+from firmware.config import AgentConfig
+from tests.unit.firmware.firmware_fakes import SYSTEM_INFO, FakeTransport, write_identity
+
+NEVER_CLAIMED = sim.ClaimModel(never=1.0)
 
 
-def test_backoff_replays_the_agents_next_delay(monkeypatch):
-    calls = []
+def test_the_simulator_calls_the_agents_next_delay(monkeypatch):
+    # Given a recording wrapper around the agent's schedule function
+    seen = []
     real = schedule.next_delay
 
-    def recording(attempt, rng, **kw):
-        calls.append(attempt)
-        return real(attempt, rng, **kw)
+    def recording(attempt, rng, *args, **kwargs):
+        seen.append(attempt)
+        return real(attempt, rng, *args, **kwargs)
 
     monkeypatch.setattr(schedule, "next_delay", recording)
-    sim.simulate(sim.Fleet(devices=100, samples=20, days=1), "backoff", cap=60)
-    assert calls and calls[:3] == [0, 1, 2]
-
-
-def test_fixed5_polls_720_times_an_hour_when_never_claimed():
-    result = sim.simulate(sim.Fleet(devices=10, samples=10, days=2, never_claimed=1.0), "fixed5")
-    assert result.polls_first_hour == 721  # at power-on, then every 5 s for an hour
-    assert result.delays == []
-
-
-def test_jitter_free_outage_peak_is_the_whole_fleet_in_one_second():
-    peak = sim.outage_peak(50_000, jitter=0.0, seconds=600, samples=200)
-    assert peak["first_second"] == 50_000 and peak["peak_after_first"] == 50_000
-    jittered = sim.outage_peak(50_000, jitter=0.2, seconds=600, samples=2000)
-    assert jittered["first_second"] == 50_000 and jittered["peak_after_first"] < 50_000
-
-
-def test_monthly_cost_matches_a_hand_computation():
-    prices = {
-        "prices": {
-            "http_api_per_million": 1.0,
-            "lambda_requests_per_million": 0.2,
-            "lambda_arm_gb_second": 0.00001,
-            "lambda_memory_gb": 0.5,
-            "lambda_duration_ms": 20,
-            "dynamodb_on_demand_read_per_million": 0.125,
-            "dynamodb_read_units_per_poll": 0.5,
-        }
-    }
-    cost = sim.monthly_cost(2_000_000, prices)
-    # 2 M requests: API 2.00; Lambda 0.40 + 2e6 x 0.5 GB x 0.02 s x 1e-5 = 0.20; DynamoDB 1e6 RRU = 0.125
-    assert cost["api_gateway"] == pytest.approx(2.0)
-    assert cost["lambda"] == pytest.approx(0.6)
-    assert cost["dynamodb"] == pytest.approx(0.125)
-    assert cost["total"] == pytest.approx(2.725)
-
-
-def test_claim_to_online_delay_is_the_wait_until_the_next_poll():
-    result = sim.simulate(
-        sim.Fleet(devices=1, samples=200, never_claimed=0.0, claim_median_minutes=2), "fixed5"
+    # When a small fleet is simulated on the agent's schedule
+    sim.simulate(
+        sim.Fleet(devices=100, days=1),
+        sim.Schedule(cap=60),
+        sim.Sampling(claimed=20, never_min=1, never_max=1),
     )
-    assert all(0 <= d <= 5 for d in result.delays) and len(result.delays) == 200
+    # Then every wait came from it, attempt by attempt since power-on
+    assert seen[:5] == [1, 2, 3, 4, 5]
+    assert len(seen) > 1000
 
 
-def test_prices_file_has_its_source_and_date():
-    prices = sim.load_prices()
-    assert prices["source"] and prices["date"] and prices["prices"]["http_api_per_million"] > 0
+class _UnclaimedApi:
+    """The device API as the agent's Http: always `unclaimed`; records the virtual time of each poll."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.polls: list[float] = []
+
+    def post(self, url, body, headers, timeout):
+        assert url.endswith("/v1/device/poll")
+        self.polls.append(self.clock.monotonic())
+        return Response(200, {"status": "unclaimed", "retryAfter": 0})
+
+
+def test_simulated_poll_times_are_the_real_agents(tmp_path):
+    # Given the real agent on virtual time against a device API that never sees a claim
+    clock = VirtualClock()
+    api = _UnclaimedApi(clock)
+    identity_file, _ = write_identity(tmp_path)
+    agent = Agent(
+        AgentConfig(api_url="http://api.invalid", identity_file=identity_file, state_dir=tmp_path / "state"),
+        clock=clock,
+        rng=random.Random(11),
+        http=api,
+        transport=FakeTransport(),
+        system_info=lambda: dict(SYSTEM_INFO),
+    )
+    start = clock.monotonic()
+    while clock.monotonic() - start < 1200:
+        clock.advance(agent.step())
+    # Then the simulator, with the same random source, polls at exactly the same moments
+    simulated = sim.poll_times(sim.Schedule(), random.Random(11), until=1200)
+    agent_times = [t - start for t in api.polls]
+    assert len(agent_times) >= 20
+    assert simulated[: len(agent_times)] == pytest.approx(agent_times, abs=1e-6)
+
+
+def test_fixed5_polls_720_times_an_hour():
+    fleet = sim.Fleet(devices=1000, days=2, power_on_hours=0, claim=NEVER_CLAIMED)
+    exact = sim.simulate(fleet, sim.Schedule("fixed5", jitter=0.0), sim.Sampling(never_min=2, never_max=2))
+    assert exact.first_hour == 720  # t = 0, 5, ..., 3595
+    assert exact.first_day == 24 * 720
+    assert exact.per_month_after == pytest.approx(30 * 24 * 720)
+    assert exact.requests == 1000 * 2 * 24 * 720
+    # with the agent's ±20 % jitter the mean wait is still 5 s
+    jittered = sim.simulate(
+        fleet, sim.Schedule("fixed5"), sim.Sampling(never_min=40, never_max=40, never_budget=0)
+    )
+    assert jittered.first_hour == pytest.approx(720, abs=4)
+
+
+def test_jitter_free_outage_peak_is_the_fleet_at_t0():
+    quiet = sim.outage(sim.Schedule(jitter=0.0), devices=1_000_000, seconds=120, samples=300)
+    assert quiet.first_second == 1_000_000
+    assert [t for t, n in enumerate(quiet.per_second) if n] == [0, 5, 15, 35, 75]  # 5, 10, 20, 40 s waits
+    assert quiet.peak_after_first == 1_000_000
+    jittered = sim.outage(sim.Schedule(), devices=1_000_000, seconds=100, samples=5000)
+    assert jittered.first_second == 1_000_000  # every device polls at power-on, jitter or not
+    assert 400_000 < jittered.peak_after_first < 600_000  # the 5 s wave spreads over [4, 6] s
+    assert sum(jittered.per_second) == 5 * 1_000_000  # the 5th poll is at <= 90 s, the 6th at >= 108 s
+
+
+def test_claim_to_online_is_the_wait_until_the_next_poll():
+    claimed = sim.ClaimModel("uniform", scale=600, never=0.0)
+    result = sim.simulate(
+        sim.Fleet(devices=50, days=1, power_on_hours=0, claim=claimed),
+        sim.Schedule("fixed5", jitter=0.0),
+        sim.Sampling(claimed=500),
+    )
+    assert len(result.delays) == 500
+    assert all(0 <= d < 5 for d in result.delays)
+    assert result.percentile(50) == pytest.approx(2.5, abs=0.5)
+    times = sim.poll_times(sim.Schedule(jitter=0.0), random.Random(1), until=16)
+    assert times == [0, 5, 15, 35]  # claimed at t=16: online with the poll at 35, 19 s later
+
+
+TEST_PRICES = {
+    "api_gateway": {"requests": [{"up_to": 300e6, "price": 1.0}, {"up_to": math.inf, "price": 0.9}]},
+    "lambda": {"per_million_requests": 0.2, "gb_seconds": [{"up_to": math.inf, "price": 0.00001}]},
+    "dynamodb": {"per_million_read_request_units": 0.125, "per_million_write_request_units": 0.625},
+    "cloudwatch_logs": {"per_gb_ingested": 0.5},
+    "xray": {"per_million_traces": 5.0},
+}
+
+
+def test_the_bill_of_a_tiny_fleet_matches_a_hand_computation():
+    # 10 devices, never claimed, polling every 5 s for one day, all powered on at t=0
+    fleet = sim.Fleet(devices=10, days=1, power_on_hours=0, claim=NEVER_CLAIMED)
+    result = sim.simulate(fleet, sim.Schedule("fixed5", jitter=0.0), sim.Sampling(never_min=1, never_max=1))
+    assert result.requests == 10 * 17_280
+    assert result.writes == 10 * 288  # lastPollAt at t = 0, 300, 600, ...
+    workload = sim.Workload(memory_mb=512, billed_ms=10, read_units_per_poll=0.5, write_units_per_touch=1)
+    bill = sim.bills(result, TEST_PRICES, workload)["first"]
+    # 30 days: 5,184,000 requests and 86,400 writes
+    assert bill["api_gateway"] == pytest.approx(5.184)  # 5.184 M x $1
+    assert bill["lambda"] == pytest.approx(1.0368 + 0.2592)  # 5.184 M x $0.2 + 25,920 GB-s x $0.00001
+    assert bill["dynamodb"] == pytest.approx(0.324 + 0.054)  # 2.592 M RRU x $0.125 + 86,400 WRU x $0.625/M
+    assert bill["total"] == pytest.approx(6.858)
+    assert bill["logs"] == pytest.approx(5.184e6 * 800 / 1e9 * 0.5)
+    # API Gateway's second tier starts at 300 M requests a month
+    assert sim.monthly_bill(400e6, 0, TEST_PRICES, workload)["api_gateway"] == pytest.approx(390.0)
+
+
+def test_prices_file_names_its_sources_date_and_recheck():
+    prices = load_prices()
+    assert prices["date"] and prices["recheck"] is True and "us-east-1" in prices["source"]
+    for section in ("api_gateway", "lambda", "dynamodb"):
+        assert prices[section]["url"].startswith("https://aws.amazon.com/")
+    assert prices["api_gateway"]["requests"][-1]["up_to"] == math.inf
+    assert PRICES_FILE.name == "prices.toml"
+
+
+def test_durations_and_claim_specs_parse():
+    assert (
+        sim.parse_duration("90s") == 90
+        and sim.parse_duration("1.5h") == 5400
+        and sim.parse_duration("0") == 0
+    )
+    claim = sim.parse_claim("lognormal:30m:1.2", never=0.2)
+    assert (claim.kind, claim.scale, claim.sigma, claim.never) == ("lognormal", 1800, 1.2, 0.2)
+    with pytest.raises(ValueError):
+        sim.parse_duration("24")
+    with pytest.raises(ValueError):
+        sim.parse_claim("uniform:10m:2", never=0)
+
+
+def test_the_command_prints_the_side_by_side_table(tmp_path):
+    out = tmp_path / "figures.json"
+    result = CliRunner().invoke(
+        simulate_command,
+        [
+            "--devices",
+            "1000",
+            "--days",
+            "2",
+            "--schedule",
+            "backoff",
+            "--schedule",
+            "linear",
+            "--samples",
+            "200",
+            "--no-sweep",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "backoff, cap" in result.output and "+1 s per attempt" in result.output
+    assert "Power outage" in result.output and "Monthly bill" in result.output
+    assert out.exists()

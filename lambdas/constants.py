@@ -53,6 +53,14 @@ HEADER_DEVICE_ID = "x-device-id"
 HEADER_TIMESTAMP = "x-timestamp"
 HEADER_SIGNATURE = "x-signature"
 
+# The owner's page reaches /v1/* through CloudFront. CloudFront adds the viewer's address
+# (`CloudFront-Viewer-Address`, "ip:port") when an origin request policy asks for it, and a secret
+# origin header (its value is the `originVerify` key of the service secret) that proves the request
+# came through CloudFront; only then is the viewer address believed. Locally the gateway plays CloudFront.
+HEADER_VIEWER_ADDRESS = "cloudfront-viewer-address"
+HEADER_ORIGIN_VERIFY = "x-latchkey-origin-verify"
+SECRET_ORIGIN_VERIFY_KEY = "originVerify"
+
 # MQTT topics; "{thing}" is the thing name, which is also the device id and the MQTT client id.
 TOPIC_STATUS = "latchkey/things/{thing}/status"
 TOPIC_COMMANDS = "latchkey/things/{thing}/commands"

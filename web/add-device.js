@@ -1,6 +1,9 @@
 // "Add device" (design.md B): a pending device with a one-time registration token, its downloadable
 // configuration, and the actions on pending devices (Delete, Claim this device, Regenerate / Upgrade).
-import { api, confirmAction, el, restartPolling } from './app.js';
+import { api } from './api.js';
+import { confirmAction } from './dialogs.js';
+import { el } from './dom.js';
+import { restartPolling } from './views.js';
 
 const BOARDS = [
   ['python-agent', 'Python agent (Linux, Raspberry Pi)'],

@@ -1,6 +1,8 @@
 // Relays and sensors through the device shadow: toggles on each device card (pending until the
 // device confirms), the latest sensor reading with its age, and relay/sensor settings on the details.
-import { api, el, notice, relativeTime } from './app.js';
+import { api } from './api.js';
+import { el, notice } from './dom.js';
+import { relativeTime } from './format.js';
 
 const states = new Map(); // device id -> last GET /v1/devices/{id}/state
 

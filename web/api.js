@@ -36,6 +36,11 @@ const DEFAULT_MESSAGES = {
 
 /** Call the owner API; resolves to the parsed JSON body (null for 204), rejects with ApiError. */
 export async function api(method, path, body) {
+  return (await apiRequest(method, path, body)).data;
+}
+
+/** The same, resolving to {status, data} for callers whose wording depends on the status (200 vs 201). */
+export async function apiRequest(method, path, body) {
   if (!currentSession()) throw new ApiError(401, 'signed_out', EXPIRED_MESSAGE);
   if (currentSession().expiresAt - Date.now() < REFRESH_MARGIN_MS) await refreshSession();
 
@@ -81,7 +86,8 @@ export async function api(method, path, body) {
     const code = (data && data.error) || `http_${res.status}`;
     throw new ApiError(res.status, code, message, parseRetryAfter(res.headers.get('Retry-After'), data));
   }
-  return data;
+  return { status: res.status, data };
 }
 
 export const devicePath = (id) => `/v1/devices/${encodeURIComponent(id)}`;
+export const statePath = (id) => `${devicePath(id)}/state`; // the device shadow (relays, sensors)

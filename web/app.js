@@ -1,34 +1,48 @@
-// Latchkey claim page, entry module: configuration, routing and wiring. No build step, no
-// dependencies; each concern lives in its own module (see docs/web.md, "Modules").
+// Latchkey claim page, entry module: configuration, routing, focus on view changes and wiring. No
+// build step, no dependencies; each concern lives in its own module (docs/web.md, "Modules").
 import { api } from './api.js';
-import { resetClaim, wireClaim } from './claim.js';
+import { applyClaimPrefill, prefilledCode, resetClaim, takeClaimFromHash, wireClaim } from './claim.js';
 import { formatCode, normalizeCode } from './claim-code.js';
 import { config, loadConfig } from './config.js';
 import { closeDetails, openDetails, resetDetails } from './details.js';
 import { wireDeviceActions } from './device-actions.js';
-import { resetDevices } from './devices.js';
+import { cardLink, resetDevices } from './devices.js';
 import { confirmAction, dismissDialog, wireDialog } from './dialogs.js';
-import { $, el, notice, setText, show } from './dom.js';
-import { hasChallenge, currentSession, restoreSession, signOut } from './session.js';
+import { $, dismissNotice, el, focusOn, notice, setText, show } from './dom.js';
+import { currentSession, hasChallenge, restoreSession, signOut } from './session.js';
 import { showSigninError, wireSignin } from './signin.js';
-import { restartPolling, setRouter, showView, stopPolling } from './views.js';
+import { currentView, restartPolling, setRouter, showView, stopPolling } from './views.js';
+
+let lastDetailsId = null; // going back to the list puts the focus on this device's card
 
 function route() {
   if (!config.value) return;
+  takeClaimFromHash();
+  const previous = currentView();
   if (!currentSession()) {
     stopPolling();
     showView('signin');
     const challenge = hasChallenge();
     show($('signin-form'), !challenge);
     show($('newpw-form'), challenge);
+    const code = prefilledCode();
+    setText($('signin-claim-note'), code ? `Sign in to claim the device with the code ${code}.` : '');
+    show($('signin-claim-note'), Boolean(code));
+    if (previous === 'devices' || previous === 'details') focusOn($('signin-heading')); // signed out
     return;
   }
   const match = location.hash.match(/^#\/devices\/([^/?#]+)$/);
   if (match) {
-    openDetails(decodeURIComponent(match[1]));
+    const id = decodeURIComponent(match[1]);
+    openDetails(id, { focus: previous !== 'details' || id !== lastDetailsId });
+    lastDetailsId = id;
   } else {
     closeDetails();
     showView('devices');
+    if (!applyClaimPrefill()) {
+      if (previous === 'signin') focusOn($('claim-heading'));
+      else if (previous === 'details') focusOn(cardLink(lastDetailsId) || $('devices-heading'));
+    }
   }
   restartPolling();
 }
@@ -39,6 +53,8 @@ function resetAppState() {
   resetDetails();
   resetClaim();
   dismissDialog();
+  dismissNotice();
+  lastDetailsId = null;
 }
 
 function configError(text) {
@@ -64,6 +80,7 @@ function wire() {
   wireDeviceActions();
   wireDialog();
   $('signout-button').addEventListener('click', () => signOut());
+  $('notice-close').addEventListener('click', dismissNotice);
   document.addEventListener('latchkey:signed-out', (event) => {
     resetAppState();
     if (location.hash && location.hash !== '#/') history.replaceState(null, '', '#/');

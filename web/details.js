@@ -1,22 +1,25 @@
 // Device details (#/devices/<id>): system information, certificate and the audit trail.
 import { api, devicePath } from './api.js';
 import { productName } from './config.js';
-import { $, el, setText, show } from './dom.js';
+import { $, announce, el, focusOn, setText, show } from './dom.js';
 import { absoluteTime, displayName, orDash, relativeTime, toMillis } from './format.js';
 import { currentSession } from './session.js';
-import { STATE_LABELS, STATE_NOTES, certText, presenceOf, setBadge } from './status.js';
+import { STATE_LABELS, certText, setBadge, stateNote } from './status.js';
 import { isCurrent, registerLoader, showView } from './views.js';
 
 let detailsId = null;
 let detailsDevice = null;
 let eventsSig = null;
+let focusPending = false; // move the focus to the device's name once it has loaded
 
 /** The device on screen (as last loaded, or just its id while loading). */
 export function currentDevice() {
   return detailsDevice || { id: detailsId };
 }
 
-export function openDetails(id) {
+/** Show the details of `id`; with `focus`, the focus goes to its name (or the error) once loaded. */
+export function openDetails(id, { focus = false } = {}) {
+  if (focus) focusPending = true;
   if (detailsId !== id) {
     detailsId = id;
     detailsDevice = null;
@@ -33,6 +36,7 @@ export function openDetails(id) {
 export function closeDetails() {
   detailsId = null;
   detailsDevice = null;
+  focusPending = false;
 }
 
 export function resetDetails() {
@@ -41,6 +45,7 @@ export function resetDetails() {
 }
 
 function renderDetails(device) {
+  const previous = detailsDevice;
   detailsDevice = device;
   show($('details-loading'), false);
   show($('details-error'), false);
@@ -48,8 +53,12 @@ function renderDetails(device) {
   const name = displayName(device);
   setText($('details-name'), name);
   document.title = `${name} — ${productName()}`;
-  setBadge($('details-presence'), presenceOf(device));
-  const note = device.state && device.state !== 'active' ? STATE_NOTES[device.state] || '' : '';
+  const badge = setBadge($('details-presence'), device);
+  if (previous && previous.id === device.id && $('details-presence').dataset.shown !== badge.key) {
+    announce(`${name}: ${badge.label}`);
+  }
+  $('details-presence').dataset.shown = badge.key;
+  const note = stateNote(device);
   setText($('details-state-note'), note);
   show($('details-state-note'), Boolean(note));
   $('details-view').dataset.state = device.state || '';
@@ -73,16 +82,40 @@ function renderDetails(device) {
   setText($('cert-id'), cert && cert.id ? cert.id : '—');
 
   const revoked = device.state === 'revoked' || (cert && String(cert.status).toUpperCase() === 'REVOKED');
-  $('revoke-button').disabled = Boolean(revoked) || !cert;
-  $('revoke-button').title = revoked ? 'Already revoked' : !cert ? 'The device has no certificate yet' : '';
+  const revoke = $('revoke-button');
+  const disable = Boolean(revoked) || !cert;
+  // A button that becomes disabled drops the focus to <body>: hand it to the heading first.
+  if (disable && document.activeElement === revoke) focusOn($('details-name'));
+  revoke.disabled = disable;
+  revoke.title = revoked ? 'Already revoked' : !cert ? 'The device has no certificate yet' : '';
+  if (focusPending) {
+    focusPending = false;
+    focusOn($('details-name'));
+  }
   document.dispatchEvent(new CustomEvent('latchkey:details-rendered', { detail: { device } }));
 }
 
+const VIA = {
+  claim_code: "with the label's claim code",
+  registration_token: 'with its registration token',
+  pending: 'from Pending',
+};
+
+/** An audit event's detail in words: short certificate ids, no "false" flags, known keys named. */
 function describeDetail(detail) {
   if (detail === undefined || detail === null || detail === '') return '';
   if (typeof detail !== 'object') return String(detail);
   return Object.entries(detail)
-    .map(([k, v]) => `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : v}`)
+    .filter(([, v]) => v !== null && v !== undefined && v !== '' && v !== false)
+    .map(([k, v]) => {
+      if (k === 'certificateId') return `certificate ${String(v).slice(0, 12)}…`;
+      if (k === 'via') return VIA[v] || `via ${v}`;
+      if (k === 'reused') return 'the certificate it already had';
+      if (k === 'pendingId') return null;
+      if (v === true) return k;
+      return `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`;
+    })
+    .filter(Boolean)
     .join(', ');
 }
 
@@ -149,6 +182,10 @@ async function loadDetails(gen) {
       setText($('details-error'), `Couldn't load this device: ${err.message}`);
     }
     show($('details-error'));
+    if (focusPending) {
+      focusPending = false;
+      focusOn($('details-error'));
+    }
     return;
   }
   const device = (dev.value && (dev.value.device || dev.value)) || {};

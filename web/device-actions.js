@@ -4,10 +4,9 @@ import { currentDevice } from './details.js';
 import { forgetCard } from './devices.js';
 import { confirmAction } from './dialogs.js';
 import { $, notice } from './dom.js';
+import { NAME_MAX, nameProblem } from './fields.js';
 import { displayName } from './format.js';
 import { restartPolling } from './views.js';
-
-const NAME_MAX = 64;
 
 function renameDevice() {
   const device = currentDevice();
@@ -16,7 +15,7 @@ function renameDevice() {
     title: 'Rename device',
     message: `Choose a new name for “${name}”.`,
     confirmLabel: 'Rename',
-    input: { label: 'New name', value: device.name || '', maxLength: NAME_MAX, emptyMessage: 'Enter a name.' },
+    input: { label: 'New name', value: device.name || '', maxLength: NAME_MAX, check: (value) => nameProblem(value) },
     action: async (newName) => {
       await api('PATCH', devicePath(device.id), { name: newName });
       notice(`Renamed “${name}” to “${newName}”.`, 'success');
@@ -51,7 +50,8 @@ function releaseDevice() {
     danger: true,
     action: async () => {
       await api('POST', `${devicePath(device.id)}/release`);
-      notice(`“${name}” was released.`, 'success');
+      forgetCard(device.id);
+      notice(`“${name}” was released.`, 'success', 'devices');
       location.hash = '#/';
     },
   });
@@ -68,7 +68,7 @@ function deleteDevice() {
     action: async () => {
       await api('DELETE', devicePath(device.id));
       forgetCard(device.id);
-      notice(`“${name}” was deleted.`, 'success');
+      notice(`“${name}” was deleted.`, 'success', 'devices');
       location.hash = '#/';
     },
   });

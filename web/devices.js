@@ -1,21 +1,22 @@
-// My Devices: one card per device, updated in place on every refresh so focus survives, and the
-// Pending list of devices added with a registration token.
+// My Devices: one card per device and the Pending list of devices added with a registration token.
+// Both are updated in place on every refresh (reconcile), so focus survives; changes a person did not
+// cause (a device comes online, a pending device registers) are announced in the live region.
 import { api } from './api.js';
-import { $, el, setText, show } from './dom.js';
+import { $, announce, el, reconcile, setAttr, setText, show } from './dom.js';
 import { absoluteTime, displayName, orDash, relativeTime, timeUntil } from './format.js';
 import { currentSession } from './session.js';
-import { STATE_NOTES, certText, presenceOf, setBadge } from './status.js';
+import { certText, setBadge, stateNote } from './status.js';
 import { isCurrent, registerLoader } from './views.js';
 
-const cards = new Map(); // deviceId -> <li>
-let pendingSig = null;
+const cards = new Map(); // deviceId -> <li>, for the extensions (relays.js)
+const expected = new Set(); // devices the person just added here: their new card is not announced
+let devicesShown = false; // after the first list, new cards and badge changes are announced
+let pendingShown = false;
 
-function createCard(id) {
-  const row = (label, testid) => {
-    const dd = el('dd', { testid });
-    return [el('dt', { text: label }), dd];
-  };
-  const card = el(
+function createCard(device) {
+  const id = String(device.id);
+  const row = (label, testid) => [el('dt', { text: label }), el('dd', { testid })];
+  return el(
     'li',
     { class: 'card', testid: 'device-card', 'data-device-id': id },
     el(
@@ -35,27 +36,29 @@ function createCard(id) {
     ),
     el('a', { class: 'btn btn-block card-open', testid: 'device-open', href: `#/devices/${encodeURIComponent(id)}` }, 'Details'),
   );
-  return card;
 }
 
 function updateCard(card, device) {
   const q = (testid) => card.querySelector(`[data-testid="${testid}"]`);
   const name = displayName(device);
+  const before = card.dataset.badge;
   setText(q('device-name'), name);
-  setBadge(q('device-presence'), presenceOf(device));
-  const note = device.state && device.state !== 'active' ? STATE_NOTES[device.state] || device.state : '';
+  const badge = setBadge(q('device-presence'), device);
+  card.dataset.badge = badge.key;
+  if (devicesShown && before && before !== badge.key) announce(`${name}: ${badge.label}`);
+  const note = stateNote(device);
   setText(q('device-state'), note);
   show(q('device-state'), Boolean(note));
   card.dataset.state = device.state || '';
   const seen = q('device-last-seen');
   setText(seen, relativeTime(device.lastSeen));
-  seen.title = absoluteTime(device.lastSeen);
+  setAttr(seen, 'title', absoluteTime(device.lastSeen));
   setText(q('device-ip'), orDash(device.ip));
   setText(q('device-board'), orDash(device.board));
   const cert = q('device-cert');
   setText(cert, certText(device.certificate));
   cert.dataset.status = (device.certificate && device.certificate.status) || '';
-  q('device-open').setAttribute('aria-label', `Details for ${name}`);
+  setAttr(q('device-open'), 'aria-label', `Details for ${name}`);
 }
 
 function renderDevices(devices) {
@@ -63,25 +66,24 @@ function renderDevices(devices) {
   show($('devices-loading'), false);
   show($('devices-error'), false);
   show($('devices-empty'), devices.length === 0);
-  const seen = new Set();
+  const known = new Set(cards.keys());
   // The API's order (newest first): a device just claimed shows at the top.
-  devices.filter((d) => d && d.id).forEach((device, index) => {
-    const id = String(device.id);
-    let card = cards.get(id);
-    if (!card) {
-      card = createCard(id);
-      cards.set(id, card);
-    }
-    updateCard(card, device);
-    if (list.children[index] !== card) list.insertBefore(card, list.children[index] || null);
-    seen.add(id);
+  reconcile(list, devices.filter((d) => d && d.id), {
+    key: (d) => d.id,
+    create: createCard,
+    update: updateCard,
+    focusFallback: $('devices-heading'),
   });
-  for (const [id, card] of cards) {
-    if (!seen.has(id)) {
-      card.remove();
-      cards.delete(id);
+  cards.clear();
+  for (const card of list.children) cards.set(card.dataset.deviceId, card);
+  if (devicesShown) {
+    for (const device of devices) {
+      const id = device && device.id ? String(device.id) : '';
+      if (id && !known.has(id) && !expected.has(id)) announce(`${displayName(device)} was added to your devices.`);
     }
   }
+  devicesShown = true;
+  expected.clear();
   setText($('devices-updated'), `Updated ${new Date().toLocaleTimeString()}`);
   document.dispatchEvent(new CustomEvent('latchkey:devices-rendered', { detail: { devices, cards } }));
 }
@@ -100,7 +102,22 @@ async function loadDevices(gen) {
   }
 }
 
-/** Drop a card at once (the device was deleted), before the next refresh would. */
+/** The person has just claimed `id` on this page (and was told so): no announcement for its card. */
+export function expectDevice(id) {
+  if (id) expected.add(String(id));
+}
+
+/** True when the device is on the list the page last showed. */
+export function hasCard(id) {
+  return cards.has(String(id));
+}
+
+export function cardLink(id) {
+  const card = cards.get(String(id));
+  return card ? card.querySelector('[data-testid="device-open"]') : null;
+}
+
+/** Drop a card at once (the device was deleted or released), before the next refresh would. */
 export function forgetCard(id) {
   const card = cards.get(String(id));
   if (card) {
@@ -111,6 +128,36 @@ export function forgetCard(id) {
 
 // ---------------------------------------------------------------- Pending
 
+const PENDING_STATES = { pending: 'Waiting for the device', registered: 'Registered' };
+
+function createPendingRow(p) {
+  return el(
+    'li',
+    { class: 'pending-item', testid: 'pending-item', 'data-pending-id': p.id },
+    el('span', { class: 'pending-name', testid: 'pending-name' }),
+    el('span', { class: 'chip', testid: 'pending-state' }),
+    el('span', { class: 'muted small', testid: 'pending-board' }),
+    el('span', { class: 'muted small', testid: 'pending-expires' }),
+    el('span', { class: 'pending-actions', 'data-pending-actions': p.id }), // for the Add-device flow
+  );
+}
+
+function updatePendingRow(row, p) {
+  const q = (testid) => row.querySelector(`[data-testid="${testid}"]`);
+  const before = row.dataset.state;
+  setText(q('pending-name'), p.name);
+  const chip = q('pending-state');
+  setText(chip, PENDING_STATES[p.state] || p.state);
+  chip.className = `chip chip-${p.state}`;
+  chip.dataset.state = p.state;
+  row.dataset.state = p.state;
+  setText(q('pending-board'), p.board);
+  show(q('pending-board'), Boolean(p.board));
+  setText(q('pending-expires'), p.expires);
+  show(q('pending-expires'), Boolean(p.expires));
+  if (pendingShown && before && before !== p.state) announce(`${p.name}: ${PENDING_STATES[p.state] || p.state}`);
+}
+
 function renderPending(items) {
   show($('pending-loading'), false);
   show($('pending-error'), false);
@@ -120,25 +167,16 @@ function renderPending(items) {
     id: String(p.id || ''),
     name: p.name || p.id || 'Unnamed device',
     board: p.board || '',
-    expires: timeUntil(p.expiresAt),
+    expires: p.state === 'registered' ? '' : timeUntil(p.expiresAt),
     state: p.state || 'pending',
   }));
-  const sig = JSON.stringify(rows);
-  if (sig === pendingSig) return; // unchanged: keep the DOM (and any focus) as it is
-  pendingSig = sig;
-  $('pending-list').replaceChildren(
-    ...rows.map((p) =>
-      el(
-        'li',
-        { class: 'pending-item', testid: 'pending-item', 'data-pending-id': p.id },
-        el('span', { class: 'pending-name', testid: 'pending-name', text: p.name }),
-        el('span', { class: 'chip', testid: 'pending-state', text: p.state }),
-        p.board ? el('span', { class: 'muted small', testid: 'pending-board', text: p.board }) : null,
-        p.expires ? el('span', { class: 'muted small', testid: 'pending-expires', text: p.expires }) : null,
-        el('span', { class: 'pending-actions', 'data-pending-actions': p.id }), // for the Add-device flow
-      ),
-    ),
-  );
+  reconcile($('pending-list'), rows, {
+    key: (p) => p.id,
+    create: createPendingRow,
+    update: updatePendingRow,
+    focusFallback: $('pending-heading'),
+  });
+  pendingShown = true;
   document.dispatchEvent(new CustomEvent('latchkey:pending-rendered', { detail: { items } }));
 }
 
@@ -169,9 +207,10 @@ registerLoader('devices', (gen) => Promise.all([loadDevices(gen), loadPending(ge
 /** Back to "Loading…" with no cards (sign out). */
 export function resetDevices() {
   cards.clear();
+  devicesShown = false;
+  pendingShown = false;
   $('device-list').replaceChildren();
   $('pending-list').replaceChildren();
-  pendingSig = null;
   show($('devices-loading'));
   show($('devices-empty'), false);
   show($('devices-error'), false);

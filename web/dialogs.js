@@ -1,15 +1,15 @@
 // One confirmation <dialog> for every action: explicit Confirm / Cancel; the action runs while the
-// dialog stays open, so a failure is shown inside it.
-import { $, setText, show } from './dom.js';
+// dialog stays open, so a failure is shown inside it, next to the input when it is about the input.
+import { $, focusOn, setText, show } from './dom.js';
+import { NAME_MAX, clearFieldError, plainApiMessage, setFieldError } from './fields.js';
 
-const NAME_MAX = 64;
-
-let current = null; // {action, input, confirmLabel} while the dialog is open
+let current = null; // {action, input, confirmLabel, opener} while the dialog is open
 let busy = false;
 
 /**
  * Open the confirmation dialog. `action(value)` runs on Confirm while the dialog stays open; on success
- * the dialog closes, on failure the API's message is shown inside it.
+ * the dialog closes, on failure the API's message is shown inside it. `input.check(value)` returns a
+ * sentence when the value is not acceptable (checked before the action runs).
  */
 export function confirmAction({ title, message, confirmLabel = 'Confirm', danger = false, input = null, action }) {
   const dialog = $('confirm-dialog');
@@ -24,12 +24,13 @@ export function confirmAction({ title, message, confirmLabel = 'Confirm', danger
   const field = $('confirm-field');
   show(field, Boolean(input));
   const box = $('confirm-input');
+  clearFieldError(box, $('confirm-error'));
   if (input) {
     setText($('confirm-input-label'), input.label || 'Value');
     box.value = input.value || '';
     box.maxLength = input.maxLength || NAME_MAX;
   }
-  current = { action, input, confirmLabel };
+  current = { action, input, confirmLabel, opener: document.activeElement };
   dialog.showModal();
   if (input) {
     box.focus();
@@ -39,10 +40,17 @@ export function confirmAction({ title, message, confirmLabel = 'Confirm', danger
   }
 }
 
+/** Back to the button that opened the dialog, if it is still there to take the focus. */
+function restoreFocus(opener) {
+  if (opener && opener.isConnected && !opener.disabled && opener.offsetParent !== null) focusOn(opener);
+}
+
 function closeDialog() {
   if (busy) return;
+  const opener = current && current.opener;
   current = null;
   $('confirm-dialog').close();
+  restoreFocus(opener);
 }
 
 /** Close without running anything (sign out). */
@@ -52,18 +60,27 @@ export function dismissDialog() {
   if ($('confirm-dialog').open) $('confirm-dialog').close();
 }
 
+function showError(message, aboutInput) {
+  const box = $('confirm-error');
+  if (aboutInput) setFieldError($('confirm-input'), box, message);
+  else {
+    setText(box, message);
+    show(box);
+  }
+}
+
 async function submitDialog(event) {
   event.preventDefault();
   if (busy || !current) return;
   const { action, input, confirmLabel } = current;
-  const errorBox = $('confirm-error');
-  show(errorBox, false);
+  clearFieldError($('confirm-input'), $('confirm-error'));
   let value;
   if (input) {
     value = $('confirm-input').value.trim();
-    if (!value) {
-      setText(errorBox, input.emptyMessage || 'Enter a value.');
-      show(errorBox);
+    const problem = input.check ? input.check(value) : value ? '' : 'Enter a value.';
+    if (problem) {
+      showError(problem, true);
+      $('confirm-input').focus();
       return;
     }
   }
@@ -77,8 +94,8 @@ async function submitDialog(event) {
     busy = false;
     closeDialog();
   } catch (err) {
-    setText(errorBox, err.message || 'That did not work — try again.');
-    show(errorBox);
+    const plain = err.status === 400 ? plainApiMessage(err.message) : { field: '', text: err.message };
+    showError(plain.text || 'That did not work — try again.', Boolean(input && plain.field));
   } finally {
     busy = false;
     ok.disabled = false;
@@ -91,7 +108,7 @@ export function wireDialog() {
   $('confirm-form').addEventListener('submit', submitDialog);
   $('confirm-cancel').addEventListener('click', closeDialog);
   $('confirm-dialog').addEventListener('cancel', (event) => {
-    if (busy) event.preventDefault(); // Escape does not abandon a running action
-    else current = null;
+    event.preventDefault(); // Escape: close through closeDialog, so the focus goes back to the opener
+    closeDialog();
   });
 }

@@ -2,7 +2,7 @@
 // config.json reach the DOM only through textContent, Node.append(string) or setAttribute — never
 // innerHTML / insertAdjacentHTML.
 
-const NOTICE_MS = 6000;
+const NOTICE_MS = 8000;
 
 export const $ = (id) => document.getElementById(id);
 
@@ -33,13 +33,89 @@ export function setText(node, text) {
   if (node.textContent !== value) node.textContent = value;
 }
 
-let noticeTimer = null;
+/** Set an attribute only when it changes (a refresh that changes nothing touches nothing). */
+export function setAttr(node, name, value) {
+  if (value === null || value === undefined) {
+    if (node.hasAttribute(name)) node.removeAttribute(name);
+  } else if (node.getAttribute(name) !== String(value)) {
+    node.setAttribute(name, String(value));
+  }
+}
 
-export function notice(text, kind = 'info') {
+/**
+ * Make `parent`'s children match `items` in order, keeping the node of each key: a refresh updates
+ * nodes in place instead of replacing them, so keyboard focus and text selection stay where they are.
+ * When the node that had the focus goes away, the focus moves to `focusFallback`.
+ */
+export function reconcile(parent, items, { key, create, update, focusFallback = null }) {
+  const existing = new Map();
+  for (const child of parent.children) existing.set(child.dataset.key, child);
+  const kept = new Set();
+  items.forEach((item, index) => {
+    const k = String(key(item));
+    let node = existing.get(k);
+    if (!node) {
+      node = create(item);
+      node.dataset.key = k;
+    }
+    update(node, item);
+    if (parent.children[index] !== node) parent.insertBefore(node, parent.children[index] || null);
+    kept.add(k);
+  });
+  for (const [k, node] of existing) {
+    if (kept.has(k)) continue;
+    const hadFocus = node.contains(document.activeElement);
+    node.remove();
+    if (hadFocus) focusOn(focusFallback); // e.g. the section's heading, rather than <body>
+  }
+}
+
+/** Move keyboard focus to a heading, message or control (headings become focusable for this). */
+export function focusOn(node) {
+  if (!node || node.hidden) return;
+  if (!node.matches('a[href], button, input, select, textarea, [tabindex]')) node.setAttribute('tabindex', '-1');
+  node.focus();
+}
+
+/** Say a change to screen readers (a notice, a device that came online) without moving the focus. */
+export function announce(text) {
+  const region = $('live-region');
+  if (!region || !text) return;
+  // Re-setting the same text is not announced again: clear first, then write in the next frame.
+  region.textContent = '';
+  requestAnimationFrame(() => {
+    region.textContent = text;
+  });
+}
+
+let noticeTimer = null;
+let noticeView = null;
+
+/** A short confirmation under the header. It belongs to `view` and goes when the person leaves it. */
+export function notice(text, kind = 'info', view = null) {
   const box = $('notice');
-  box.textContent = text;
+  setText($('notice-text'), text);
+  announce(text);
   box.dataset.kind = kind;
+  noticeView = view;
   show(box);
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => show(box, false), NOTICE_MS);
+}
+
+/** Called on every view change: a notice meant for another view is dropped. */
+export function noticeViewChanged(view) {
+  if (noticeView !== null && noticeView === view) {
+    noticeView = null; // shown on the view it was meant for; the next change drops it
+    return;
+  }
+  clearTimeout(noticeTimer);
+  noticeView = null;
+  show($('notice'), false);
+}
+
+export function dismissNotice() {
+  clearTimeout(noticeTimer);
+  noticeView = null;
+  show($('notice'), false);
 }

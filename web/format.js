@@ -28,8 +28,9 @@ export function timeUntil(value, now = Date.now()) {
   if (Number.isNaN(t)) return '';
   const s = (t - now) / 1000;
   if (s <= 0) return 'expired';
-  if (s < 3600) return `expires in ${Math.max(1, Math.floor(s / 60))} min`;
-  return `expires in ${Math.floor(s / 3600)} h`;
+  // Rounded, not truncated: a token that has just been issued for 24 hours "expires in 24 h".
+  if (s < 90 * 60) return `expires in ${Math.max(1, Math.round(s / 60))} min`;
+  return `expires in ${Math.round(s / 3600)} h`;
 }
 
 export function absoluteTime(value) {

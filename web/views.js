@@ -1,6 +1,6 @@
 // Which view is on screen, the router hook, and the refresh loop that reloads what the view shows.
 import { productName } from './config.js';
-import { $, setText, show } from './dom.js';
+import { $, noticeViewChanged, setText, show } from './dom.js';
 import { currentSession } from './session.js';
 
 const POLL_MS = 3000; // refresh cadence while the tab is visible
@@ -23,6 +23,7 @@ let pollGen = 0; // bumped to discard answers that belong to an older view / ses
 export const currentView = () => view;
 
 export function showView(name) {
+  if (name !== view) noticeViewChanged(name);
   view = name;
   for (const [key, id] of VIEWS) show($(id), key === name);
   const session = currentSession();

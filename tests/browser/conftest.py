@@ -1,7 +1,7 @@
 """Chromium through Playwright for the browser tests: Debian's /usr/bin/chromium, headless.
 
-Helpers: `sign_in` and `assert_accessible` (axe-core from node_modules, injected into the page: no
-serious or critical violations).
+Helpers: `sign_in`, `assert_accessible` (axe-core from node_modules, injected into the page: no serious
+or critical violations) and `screenshot` (into test-artifacts/, for the README and for people).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def sign_in(page: Any, base_url: str, email: str, password: str) -> None:
     expect(page.get_by_test_id("user-email")).to_have_text(email)
 
 
-# -- accessibility ------------------------------------------------------------------------------------
+# -- accessibility and screenshots ---------------------------------------------------------------------
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page as it is now."""
     if not page.evaluate("() => typeof window.axe === 'object'"):
@@ -108,3 +108,10 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
 def assert_accessible(page: Any, view: str) -> None:
     violations = axe_violations(page)
     assert not violations, f"accessibility problems on {view}:\n{describe_violations(violations)}"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,5 +1,5 @@
 """Every view of the claim page, at desktop and phone widths: axe-core finds no serious or critical
-accessibility problem and nothing scrolls sideways.
+accessibility problem, nothing scrolls sideways, and a screenshot of each lands in test-artifacts/.
 
 The devices are real: one with relays whose agent runs and comes online, one claimed whose device has
 not checked in yet, and one pending device added with a registration token.
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lambdas.logic.manufacturing import mint_device
-from tests.browser.conftest import DESKTOP, PHONE, assert_accessible, sign_in
+from tests.browser.conftest import DESKTOP, PHONE, assert_accessible, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -20,12 +20,13 @@ ONLINE_TIMEOUT_MS = 60_000
 
 
 def check_view(page: Any, name: str) -> None:
-    """axe at both widths, and no sideways scrolling."""
+    """axe at both widths, no sideways scrolling, and `<name>-desktop.png` / `<name>-phone.png`."""
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
         assert_accessible(page, f"{name} ({label})")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= size["width"], f"{name} ({label}) scrolls sideways: {width} px"
+        screenshot(page, f"{name}-{label}")
     page.set_viewport_size(DESKTOP)
 
 
@@ -78,6 +79,7 @@ def test_every_view_is_accessible_at_desktop_and_phone_widths(
     check_view(page, "devices")
     page.emulate_media(color_scheme="dark")
     assert_accessible(page, "devices (dark)")
+    screenshot(page, "devices-dark")
     page.emulate_media(color_scheme="light")
 
     # Add device: the form, then the configuration it hands out

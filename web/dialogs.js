@@ -46,18 +46,21 @@ function restoreFocus(opener) {
 }
 
 function closeDialog() {
-  if (busy) return;
+  if (!busy) $('confirm-dialog').close();
+}
+
+// However the dialog closes (Confirm, Cancel, Escape), the focus goes back to the button that opened it.
+function onClosed() {
   const opener = current && current.opener;
   current = null;
-  $('confirm-dialog').close();
   restoreFocus(opener);
 }
 
 /** Close without running anything (sign out). */
 export function dismissDialog() {
   busy = false;
-  current = null;
   if ($('confirm-dialog').open) $('confirm-dialog').close();
+  current = null;
 }
 
 function showError(message, aboutInput) {
@@ -108,7 +111,7 @@ export function wireDialog() {
   $('confirm-form').addEventListener('submit', submitDialog);
   $('confirm-cancel').addEventListener('click', closeDialog);
   $('confirm-dialog').addEventListener('cancel', (event) => {
-    event.preventDefault(); // Escape: close through closeDialog, so the focus goes back to the opener
-    closeDialog();
+    if (busy) event.preventDefault(); // Escape does not abandon a running action
   });
+  $('confirm-dialog').addEventListener('close', onClosed);
 }

@@ -169,6 +169,13 @@ def test_plain_words_next_to_the_field_and_a_notice_that_stays_on_its_view(
     )
     assert overlaps == []
 
+    # Escape closes a dialog and also puts the focus back on its button
+    page.get_by_test_id("delete-button").click()
+    expect(page.get_by_test_id("confirm-dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("confirm-dialog")).to_be_hidden()
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'delete-button'")
+
     # And it does not follow the person to another view
     page.get_by_test_id("details-back").click()
     expect(page.get_by_test_id("devices-view")).to_be_visible()

@@ -1,121 +1,122 @@
-// Relays and sensors through the device shadow: toggles on each device card (pending until the
-// device confirms), the latest sensor reading with its age, and relay/sensor settings on the details.
-import { api, el, notice, relativeTime } from './app.js';
+// Relays and sensors on each device card, through the device shadow: toggles (pending until the device
+// confirms) and the latest sensor readings with their age. Only for an active device: a revoked or
+// released one has no live readings and nothing to switch. Updated in place, so focus stays put.
+import { api, statePath } from './api.js';
+import { el, reconcile, setAttr, setText, show } from './dom.js';
+import { relativeTime } from './format.js';
+import { isLive } from './status.js';
 
-const states = new Map(); // device id -> last GET /v1/devices/{id}/state
+const states = new Map(); // device id -> last GET/PATCH /v1/devices/{id}/state
 
-async function fetchState(id) {
-  const body = await api('GET', `/v1/devices/${encodeURIComponent(id)}/state`);
-  states.set(id, body);
-  return body;
-}
-
-async function change(id, patch) {
-  try {
-    const body = await api('PATCH', `/v1/devices/${encodeURIComponent(id)}/state`, patch);
-    states.set(id, body);
-    return body;
-  } catch (err) {
-    notice(err.message, 'error');
-    return null;
-  }
-}
-
-function relayRows(id, shadow, onChanged) {
+function relaysOf(shadow) {
   const caps = (shadow.reported && shadow.reported.capabilities) || {};
   const reported = (shadow.reported && shadow.reported.relays) || {};
   const pending = (shadow.delta && shadow.delta.relays) || {};
   return Object.entries(caps.relays || {}).map(([rid, relay]) => {
     const waiting = Object.prototype.hasOwnProperty.call(pending, rid);
-    const on = waiting ? Boolean(pending[rid]) : Boolean(reported[rid]);
-    const label = `${relay.name || rid}: ${on ? 'On' : 'Off'}${waiting ? ' …' : ''}`;
-    return el('button', {
-      type: 'button',
-      class: `btn btn-small relay${on ? ' relay-on' : ''}${waiting ? ' relay-pending' : ''}`,
-      testid: 'relay-toggle',
-      'data-relay': rid,
-      'data-reported': String(Boolean(reported[rid])),
-      'data-pending': String(waiting),
-      'aria-pressed': String(on),
-      title: waiting ? 'Waiting for the device to confirm' : 'Switch',
-      text: label,
-      onclick: async () => {
-        const updated = await change(id, { relays: { [rid]: !on } });
-        if (updated) onChanged(updated);
-      },
-    });
+    return {
+      rid,
+      name: relay.name || rid,
+      reported: Boolean(reported[rid]),
+      waiting,
+      on: waiting ? Boolean(pending[rid]) : Boolean(reported[rid]),
+    };
   });
 }
 
-function sensorRows(shadow) {
+function sensorsOf(shadow) {
   const readings = (shadow.reported && shadow.reported.sensors) || {};
-  return Object.entries(readings).map(([sid, reading]) => el('span', {
-    class: 'muted small sensor', testid: 'sensor-reading', 'data-sensor': sid,
-    text: `${sid}: ${reading.value} ${reading.unit || ''} · ${relativeTime(reading.at ? reading.at * 1000 : null)}`,
-  }));
+  return Object.entries(readings).map(([sid, reading]) => ({ sid, ...reading }));
 }
 
-function renderCardControls(card, id, shadow) {
+function controlsOf(card) {
   let box = card.querySelector('[data-testid="device-controls"]');
   if (!box) {
-    box = el('div', { class: 'controls', testid: 'device-controls' });
+    box = el(
+      'div',
+      { class: 'controls', testid: 'device-controls' },
+      el('div', { class: 'controls-relays', role: 'group', 'aria-label': 'Relays' }),
+      el('div', { class: 'controls-sensors' }),
+      el('p', { class: 'field-error', testid: 'device-controls-error', role: 'alert', hidden: true }),
+    );
     card.querySelector('.card-open').before(box);
   }
-  const redraw = (updated) => renderCardControls(card, id, updated);
-  box.replaceChildren(...relayRows(id, shadow, redraw), ...sensorRows(shadow));
+  return box;
+}
+
+async function toggle(card, id, rid, button) {
+  const relay = relaysOf(states.get(id) || {}).find((r) => r.rid === rid);
+  if (!relay) return;
+  const error = controlsOf(card).querySelector('[data-testid="device-controls-error"]');
+  show(error, false);
+  // Busy, not disabled: a disabled button would drop the keyboard focus to <body>.
+  if (button.getAttribute('aria-busy') === 'true') return;
+  button.setAttribute('aria-busy', 'true');
+  try {
+    const updated = await api('PATCH', statePath(id), { relays: { [rid]: !relay.on } });
+    states.set(id, updated);
+    render(card, id, updated);
+  } catch (err) {
+    setText(error, `Couldn't switch ${relay.name}: ${err.message}`);
+    show(error);
+  } finally {
+    button.removeAttribute('aria-busy');
+  }
+}
+
+function createRelay(card, id) {
+  return (relay) => {
+    const button = el('button', { type: 'button', testid: 'relay-toggle', 'data-relay': relay.rid });
+    button.addEventListener('click', () => toggle(card, id, relay.rid, button));
+    return button;
+  };
+}
+
+function updateRelay(button, relay) {
+  const cls = `btn btn-small relay${relay.on ? ' relay-on' : ''}${relay.waiting ? ' relay-pending' : ''}`;
+  if (button.className !== cls) button.className = cls;
+  setAttr(button, 'data-reported', String(relay.reported));
+  setAttr(button, 'data-pending', String(relay.waiting));
+  setAttr(button, 'aria-pressed', String(relay.on));
+  setAttr(button, 'title', relay.waiting ? 'Waiting for the device to confirm' : `Switch ${relay.name} ${relay.on ? 'off' : 'on'}`);
+  setText(button, `${relay.name}: ${relay.on ? 'On' : 'Off'}${relay.waiting ? ' …' : ''}`);
+}
+
+function updateSensor(span, reading) {
+  const at = reading.at ? reading.at * 1000 : null;
+  setText(span, `${reading.sid}: ${reading.value} ${reading.unit || ''} · ${relativeTime(at)}`);
+}
+
+function render(card, id, shadow) {
+  const box = controlsOf(card);
+  reconcile(box.querySelector('.controls-relays'), relaysOf(shadow), {
+    key: (r) => r.rid,
+    create: createRelay(card, id),
+    update: updateRelay,
+  });
+  reconcile(box.querySelector('.controls-sensors'), sensorsOf(shadow), {
+    key: (s) => s.sid,
+    create: (s) => el('span', { class: 'muted small sensor', testid: 'sensor-reading', 'data-sensor': s.sid }),
+    update: updateSensor,
+  });
 }
 
 document.addEventListener('latchkey:devices-rendered', (event) => {
   const { devices, cards } = event.detail;
   for (const device of devices) {
     const card = cards.get(String(device.id));
-    if (!card || device.state !== 'active') continue;
-    fetchState(device.id).then((shadow) => renderCardControls(card, device.id, shadow)).catch(() => {});
-  }
-});
-
-function settingsForm(id, shadow) {
-  const caps = (shadow.reported && shadow.reported.capabilities) || {};
-  const fields = [];
-  for (const [rid, relay] of Object.entries(caps.relays || {})) {
-    fields.push(el('label', { for: `relay-name-${rid}`, text: `Relay ${rid} name` }),
-      el('input', { id: `relay-name-${rid}`, testid: 'relay-name', 'data-relay': rid, value: relay.name || '', maxlength: 32 }),
-      el('label', { for: `relay-logic-${rid}`, text: `Relay ${rid} logic` }),
-      el('select', { id: `relay-logic-${rid}`, testid: 'relay-logic', 'data-relay': rid },
-        ...['positive', 'negative'].map((v) => el('option', { value: v, text: v, selected: relay.logic === v }))));
-  }
-  for (const [sid, sensor] of Object.entries(caps.sensors || {})) {
-    fields.push(el('label', { for: `sensor-offset-${sid}`, text: `${sid} (${sensor.type}) offset, ${sensor.unit}` }),
-      el('input', { id: `sensor-offset-${sid}`, testid: 'sensor-offset', 'data-sensor': sid, type: 'number', step: '0.1', value: String(sensor.offset ?? 0) }));
-  }
-  const form = el('form', { class: 'add-device-form', testid: 'controls-form' }, ...fields,
-    el('button', { type: 'submit', class: 'btn btn-primary', testid: 'controls-save', text: 'Save settings' }));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const patch = { relayNames: {}, relayLogic: {}, sensorOffsets: {} };
-    form.querySelectorAll('[data-testid="relay-name"]').forEach((i) => { patch.relayNames[i.dataset.relay] = i.value.trim(); });
-    form.querySelectorAll('[data-testid="relay-logic"]').forEach((i) => { patch.relayLogic[i.dataset.relay] = i.value; });
-    form.querySelectorAll('[data-testid="sensor-offset"]').forEach((i) => { patch.sensorOffsets[i.dataset.sensor] = Number(i.value); });
-    if (await change(id, patch)) notice('Settings sent to the device.');
-  });
-  return form;
-}
-
-document.addEventListener('latchkey:details-rendered', async (event) => {
-  const { device } = event.detail;
-  const section = document.getElementById('controls-section');
-  const body = document.getElementById('controls-body');
-  if (device.state !== 'active') { section.hidden = true; return; }
-  try {
-    const shadow = await fetchState(device.id);
-    const caps = shadow.reported && shadow.reported.capabilities;
-    if (!caps) { section.hidden = true; return; }
-    if (body.dataset.deviceId !== device.id || !body.querySelector('form')) {
-      body.dataset.deviceId = device.id;
-      body.replaceChildren(settingsForm(device.id, shadow));
+    if (!card) continue;
+    if (!isLive(device)) {
+      const box = card.querySelector('[data-testid="device-controls"]');
+      if (box) box.remove();
+      states.delete(device.id);
+      continue;
     }
-    section.hidden = false;
-  } catch {
-    section.hidden = true;
+    api('GET', statePath(device.id))
+      .then((shadow) => {
+        states.set(device.id, shadow);
+        if (card.isConnected && card.dataset.state === 'active') render(card, device.id, shadow);
+      })
+      .catch(() => {});
   }
 });

@@ -34,7 +34,7 @@ def test_add_device_pending_then_online(
     expect(page.get_by_test_id("config-download")).to_contain_text("agent.toml")
     pending = page.get_by_test_id("pending-item").filter(has_text="Greenhouse")
     expect(pending).to_be_visible()
-    expect(pending.get_by_test_id("pending-expires")).to_contain_text("23 h")
+    expect(pending.get_by_test_id("pending-expires")).to_have_text("expires in 24 h")
     expect(pending.get_by_test_id("pending-delete")).to_be_visible()
 
     # When: the real agent boots with the configuration the page showed

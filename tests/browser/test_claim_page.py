@@ -136,6 +136,8 @@ def test_claim_watch_online_rename_revoke_delete(cloud: Any, owner: Any, page: A
     expect(page.get_by_test_id("devices-view")).to_be_visible()
     expect(card).to_have_count(0)
     expect(page.get_by_test_id("devices-empty")).to_be_visible()
+    # The notice comes along to the view the action led to (and only there)
+    expect(page.get_by_test_id("app-message")).to_contain_text("“Hallway sensor” was deleted.")
     assert owner.request("GET", f"/v1/devices/{device_id}")[0] == 404
 
 

@@ -232,7 +232,7 @@ def get_device(id: str) -> Device:
 )
 def rename_device(id: str, body: RenameRequest) -> Device:
     owner_id, _ = _caller()
-    return Device(**owner.rename(owner_id, id, body.name))
+    return Device(**owner.rename(owner_id, id, body.name, _source_ip()))
 
 
 @app.delete(
@@ -309,7 +309,7 @@ def device_state(id: str) -> dict[str, Any]:
 )
 def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
     owner_id, _ = _caller()
-    return owner.change_state(owner_id, id, body.model_dump(exclude_none=True))
+    return owner.change_state(owner_id, id, body.model_dump(exclude_none=True), _source_ip())
 
 
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------

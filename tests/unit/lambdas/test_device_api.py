@@ -14,7 +14,7 @@ import pytest
 from lambdas import constants as c
 from lambdas.dal import devices
 from lambdas.handlers.device_api import handler
-from lambdas.logic.poll import iso
+from lambdas.domain.times import iso
 
 DEVICE = "lk-api0000000000000"
 POLL = "/v1/device/poll"

@@ -13,7 +13,7 @@ import pytest
 from lambdas import constants as c
 from lambdas import definitions
 from lambdas.handlers.owner_api import handler
-from lambdas.logic.owner import iso
+from lambdas.domain.times import iso
 from tests.unit.lambdas.conftest import owner_event
 
 ROOT = Path(__file__).resolve().parents[3]

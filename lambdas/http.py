@@ -30,15 +30,20 @@ def raw_body(event: dict[str, Any], limit: int = c.MAX_BODY_BYTES) -> bytes:
     return data
 
 
-def json_body(data: bytes) -> dict[str, Any]:
-    if not data:
-        return {}
+def json_value(data: bytes) -> Any:
+    """Any JSON value; 400 for everything the parser refuses."""
     try:
-        parsed = json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError):
         # ValueError covers bad JSON, bad UTF-8 and integers beyond Python's digit limit;
         # RecursionError, nesting deeper than the parser's stack.
         raise BadRequest("The request body is not valid JSON.") from None
+
+
+def json_body(data: bytes) -> dict[str, Any]:
+    if not data:
+        return {}
+    parsed = json_value(data)
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
     return parsed

@@ -127,7 +127,12 @@ def delete(owner_id: str, device_id: str, source_ip: str | None) -> None:
 def revoke(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
     """State `revoked`, certificate REVOKED (the connection is dropped; polls get 403). Idempotent."""
     device, _ = revocation.revoke(
-        device_id, actor=owner_id, source_ip=source_ip, owner_id=owner_id, not_found=NOT_FOUND_MESSAGE, now=now
+        device_id,
+        actor=owner_id,
+        source_ip=source_ip,
+        owner_id=owner_id,
+        not_found=NOT_FOUND_MESSAGE,
+        now=now,
     )
     return device.owner_view(now)
 
@@ -169,7 +174,12 @@ def change_state(
     if settings:
         audit.record(
             audit.event_item(
-                device_id, "device.settings_changed", owner_id, source_ip, settings, ownership=device.ownership
+                device_id,
+                "device.settings_changed",
+                owner_id,
+                source_ip,
+                settings,
+                ownership=device.ownership,
             )
         )
     merged = shadow_store.get(thing) or document

@@ -155,7 +155,7 @@ def test_unexpected_error_is_a_generic_500(aws, signed_event, device_key, monkey
     assert status == 500
     assert answer == {
         "error": "internal_error",
-        "message": "Something went wrong on our side. Please retry later.",
+        "message": "Something went wrong on our side. Please try again later.",
     }
     assert "RuntimeError" in caplog.text
 

@@ -327,3 +327,13 @@ def test_handler_import_is_modest():
         "assert 'lambdas.adapters.iot' not in sys.modules and 'lambdas.models.device' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_owner_routes_are_declared_once_and_all_served():
+    """definitions.ROUTES is the one declaration: every route function is declared there (checked at
+    import by the decorator) and every declared owner route has a route function."""
+    from lambdas.handlers import owner_api
+
+    assert owner_api.REGISTERED == set(owner_api.OWNER_ROUTES)
+    with pytest.raises(LookupError):
+        owner_api.route("GET", "/v1/not-declared")

@@ -98,7 +98,7 @@ def test_malformed_events_are_refused_not_crashed(aws, event):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"[" * 7000 + b"]" * 7000, b'{"attempt": ' + b"1" * 5000 + b"}", b'{"claimCode": "' + b"1" * 5 + b'"}'],
+    [b"[" * 7000 + b"]" * 7000, b'{"attempt": ' + b"1" * 5000 + b"}"],
 )
 def test_the_reported_inputs(aws, device_key, raw):
     """The issue's findings, one by one: deep nesting, a 5,000-digit integer, Unicode digits as time."""

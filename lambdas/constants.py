@@ -44,11 +44,13 @@ STATE_CLAIMED = "claimed"
 STATE_PROVISIONED = "provisioned"
 STATE_ACTIVE = "active"
 STATE_REVOKED = "revoked"
+STATE_DELETED = "deleted"  # the target of delete: the item is gone, polls get 404
 
 # Device API.
 SIGNATURE_WINDOW_SECONDS = 300
 LAST_SEEN_WRITE_INTERVAL_SECONDS = 300
 MAX_BODY_BYTES = 16 * 1024
+MAX_CSR_BYTES = 4096  # a P-256 CSR is ~500 bytes, an RSA-4096 one ~1.7 KB
 HEADER_DEVICE_ID = "x-device-id"
 HEADER_TIMESTAMP = "x-timestamp"
 HEADER_SIGNATURE = "x-signature"

@@ -1,24 +1,34 @@
-"""The audit trail: one item per ownership or certificate change, keyed by device and time."""
+"""The audit trail: one item per ownership or certificate change, keyed by device and time.
+
+Each event carries the `ownership` of the device it was written under, so an owner's view can show
+exactly the events of their own ownership at any timing (logic/owner.py `events`).
+"""
 
 from __future__ import annotations
 
 import secrets
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from lambdas import config
 from lambdas import constants as c
 from lambdas.dal import ddb
+from lambdas.domain import times
 
 RETENTION_SECONDS = 400 * 24 * 3600
 
 
 def event_item(
-    device_id: str, action: str, actor: str, source_ip: str | None, detail: dict[str, Any] | None = None
+    device_id: str,
+    action: str,
+    actor: str,
+    source_ip: str | None,
+    detail: dict[str, Any] | None = None,
+    *,
+    ownership: str | None = None,
+    at: float | None = None,
 ) -> dict[str, Any]:
-    now = time.time()
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = times.now() if at is None else at
+    stamp = times.iso_micro(at)
     return {
         c.AUDIT_PK: device_id,
         c.AUDIT_SK: f"{stamp}#{secrets.token_hex(4)}",
@@ -26,8 +36,9 @@ def event_item(
         "action": action,
         "actor": actor,
         "sourceIp": source_ip,
+        "ownership": ownership,
         "detail": detail or {},
-        c.TTL_ATTRIBUTE: int(now) + RETENTION_SECONDS,
+        c.TTL_ATTRIBUTE: int(at) + RETENTION_SECONDS,
     }
 
 

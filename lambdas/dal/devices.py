@@ -1,8 +1,8 @@
-"""DeviceRepository: the devices table. One item per device, keyed by deviceId.
+"""The devices table: one item per device, keyed by deviceId (docs/data-model.md), read as `Device`.
 
-Attributes (docs/data-model.md): state, ownerId, ownerEmail, name, publicKeyPem, claimCodeHash, board,
-mac, agent{...}, thingName, certificateId, certificatePem, certificateStatus, presence{status, lastSeen,
-ip}, createdAt, claimedAt, lastPollAt, registration{...}.
+Every life-cycle change goes through `transition`, which builds the conditional write and its audit
+events from the row of lambdas/domain/lifecycle.py. `observe` writes what a device reports about itself
+(last poll, presence, agent info), never its state.
 """
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ from typing import Any
 
 from lambdas import config
 from lambdas import constants as c
-from lambdas.dal import ddb
+from lambdas.dal import audit, ddb
 from lambdas.dal.ddb import ConditionFailed
+from lambdas.domain import lifecycle
+from lambdas.domain.device import ATTRIBUTES, Device, State
 
 __all__ = [
     "ConditionFailed",
-    "create",
-    "delete",
     "find_by_claim_code",
     "get",
     "list_all",
     "list_by_owner",
-    "update",
+    "observe",
+    "transition",
 ]
 
 
@@ -30,44 +31,97 @@ def _key(device_id: str) -> dict[str, str]:
     return {c.DEVICE_PK: device_id}
 
 
-def get(device_id: str, consistent: bool = False) -> dict[str, Any] | None:
-    return ddb.get(config.devices_table(), _key(device_id), consistent=consistent)
+def get(device_id: str, consistent: bool = False) -> Device | None:
+    item = ddb.get(config.devices_table(), _key(device_id), consistent=consistent)
+    return Device.from_item(item) if item else None
 
 
-def create(item: dict[str, Any], also: list[dict[str, Any]] | None = None) -> None:
-    ddb.put_new(config.devices_table(), c.DEVICE_PK, item, also=also)
-
-
-def update(
-    device_id: str,
-    fields: dict[str, Any],
+def transition(
+    device: Device,
+    name: str,
     *,
-    expected: dict[str, Any] | None = None,
-    remove: tuple[str, ...] = (),
+    actor: str,
+    source_ip: str | None = None,
+    changes: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+    at: float | None = None,
     also: list[dict[str, Any]] | None = None,
-) -> dict[str, Any] | None:
-    """Set `fields` (None removes) if the device exists and matches `expected`; raises ConditionFailed."""
-    return ddb.write(
-        config.devices_table(), _key(device_id), fields, expected=expected, remove=remove, also=also
+    per_action: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> Device:
+    """Apply transition `name` to `device` as it was read: one transaction with its audit events.
+
+    Raises ConditionFailed when the stored device no longer matches what was read (the row's guard) or
+    is in a state the row does not start from; lifecycle.TransitionRefused when `device` as read
+    already is. `also` adds writes (another table's item) to the same transaction.
+    """
+    row = lifecycle.check(name, None if name in _CREATING else device.state)
+    changes = dict(changes or {})
+    unknown = set(changes) - set(row.sets)
+    if unknown:
+        raise ValueError(f"transition {name} does not set {sorted(unknown)}")
+    cleared = {field: _empty(field) for field in row.clears}
+    target = device.state if row.target is None else row.target
+    after = device.with_changes(**cleared, **changes, state=target)
+    ownership = after.ownership or device.ownership
+    events = []
+    for action in row.audit:
+        who, what = (per_action or {}).get(action, (actor, detail or {}))
+        event = audit.event_item(device.device_id, action, who, source_ip, what, ownership=ownership, at=at)
+        events.append(audit.put_request(event))
+    writes = [*events, *(also or [])]
+    table = config.devices_table()
+    if row.creates:
+        ddb.put_new(table, c.DEVICE_PK, after.to_item(), also=writes)
+        return after
+    # The row's source states, narrowed to the exact values read for the guarded fields.
+    expected: dict[str, Any] = {"state": [str(s) for s in row.sources]}
+    for field in row.guard:
+        value = getattr(device, field)
+        expected[ATTRIBUTES[field]] = str(value) if isinstance(value, State) else value
+    if row.removes:
+        ddb.delete(table, _key(device.device_id), expected=expected, also=writes)
+        return after
+    set_fields = {ATTRIBUTES[f]: v for f, v in changes.items()}
+    set_fields["state"] = str(target)
+    ddb.write(
+        table,
+        _key(device.device_id),
+        set_fields,
+        expected=expected,
+        remove=tuple(ATTRIBUTES[f] for f in row.clears),
+        also=writes,
     )
+    return after
 
 
-def delete(
-    device_id: str, expected: dict[str, Any] | None = None, also: list[dict[str, Any]] | None = None
-) -> None:
-    ddb.delete(config.devices_table(), _key(device_id), expected=expected, also=also)
+_CREATING = frozenset(name for name, row in lifecycle.TRANSITIONS.items() if row.creates)
+
+
+def _empty(field: str) -> Any:
+    return {} if field in ("agent", "presence", "registration") else None
+
+
+def observe(device_id: str, fields: dict[str, Any], *, expected: dict[str, Any] | None = None) -> None:
+    """Record what the device reports (stored attribute names: lastPollAt, presence, agent, ...).
+
+    Never a life-cycle field: those change only through `transition`. Raises ConditionFailed."""
+    lifecycle_fields = {"state", c.DEVICE_OWNER_KEY, "certificateId", "ownership"}
+    if lifecycle_fields & set(fields):
+        raise ValueError(f"observe() cannot change {sorted(lifecycle_fields & set(fields))}")
+    ddb.write(config.devices_table(), _key(device_id), fields, expected=expected)
 
 
 def find_by_claim_code(claim_code_hash: str) -> str | None:
     hits = ddb.query_index(
         config.devices_table(), c.DEVICE_CLAIM_CODE_INDEX, c.DEVICE_CLAIM_CODE_KEY, claim_code_hash, limit=1
     )
-    return hits[0][c.DEVICE_PK] if hits else None
+    return str(hits[0][c.DEVICE_PK]) if hits else None
 
 
-def list_by_owner(owner_id: str) -> list[dict[str, Any]]:
-    return ddb.query_index(config.devices_table(), c.DEVICE_OWNER_INDEX, c.DEVICE_OWNER_KEY, owner_id)
+def list_by_owner(owner_id: str) -> list[Device]:
+    items = ddb.query_index(config.devices_table(), c.DEVICE_OWNER_INDEX, c.DEVICE_OWNER_KEY, owner_id)
+    return [Device.from_item(i) for i in items]
 
 
-def list_all() -> list[dict[str, Any]]:
-    return ddb.scan(config.devices_table())
+def list_all() -> list[Device]:
+    return [Device.from_item(i) for i in ddb.scan(config.devices_table())]

@@ -7,36 +7,30 @@ registration logic only for `register`. The unclaimed poll costs one DynamoDB Ge
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from typing import Any
 
 from lambdas import constants as c
-from lambdas import http
+from lambdas import http, logs
 from lambdas.dal import devices
+from lambdas.domain.device import State
 from lambdas.errors import BadRequest, Forbidden, LatchkeyError, NotFound
 from lambdas.logic import poll, signature
 
-log = logging.getLogger("latchkey.device_api")
-log.setLevel(os.environ.get("LATCHKEY_LOG_LEVEL", "INFO"))
+log = logs.logger("device_api")
 
 POLL = "POST /v1/device/poll"
 ACK = "POST /v1/device/ack"
 REGISTER = "POST /v1/device/register"
-_CERTIFICATE_ID = re.compile(r"^[0-9a-fA-F]{64}$")
-_INTERNAL = {"error": "internal_error", "message": "Something went wrong on our side. Please retry later."}
-
-
-def _log(level: int, message: str, **fields: Any) -> None:
-    if log.isEnabledFor(level):
-        log.log(level, json.dumps({"msg": message, **fields}, default=str))
+_CERTIFICATE_ID = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _request(event: dict[str, Any]) -> tuple[str, str, str]:
     """(route key, method, path as received - the path the device signed)."""
-    ctx_http = (event.get("requestContext") or {}).get("http") or {}
+    context = event.get("requestContext")
+    ctx_http = context.get("http") if isinstance(context, dict) else None
+    ctx_http = ctx_http if isinstance(ctx_http, dict) else {}
     method = str(ctx_http.get("method") or event.get("httpMethod") or "").upper()
     path = str(event.get("rawPath") or ctx_http.get("path") or event.get("path") or "")
     route = str(event.get("routeKey") or "")
@@ -58,13 +52,14 @@ def _poll(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     raw = http.raw_body(event)
     body = poll.validate(http.json_body(raw))
     device = poll.ensure_pollable(devices.get(signed.device_id))  # the one read of the hot path
-    signature.check(signed, device.get("publicKeyPem"), method, path, raw)
+    signature.check(signed, device.public_key_pem, method, path, raw)
     result = poll.answer(device, body, http.source_ip(event))
-    _log(
+    logs.event(
+        log,
         logging.DEBUG if result["status"] == "unclaimed" else logging.INFO,
         "poll",
         deviceId=signed.device_id,
-        state=device.get("state"),
+        state=str(device.state),
         answer=result["status"],
         attempt=body["attempt"],
     )
@@ -76,17 +71,17 @@ def _ack(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     raw = http.raw_body(event)
     body = http.json_body(raw)
     device = poll.ensure_pollable(devices.get(signed.device_id, consistent=True))
-    signature.check(signed, device.get("publicKeyPem"), method, path, raw)
-    if device.get("state") == c.STATE_REVOKED:
+    signature.check(signed, device.public_key_pem, method, path, raw)
+    if device.state == State.REVOKED:
         raise Forbidden("This device has been revoked.")
     certificate_id = body.get("certificateId")
-    if not isinstance(certificate_id, str) or not _CERTIFICATE_ID.match(certificate_id):
+    if not isinstance(certificate_id, str) or not _CERTIFICATE_ID.fullmatch(certificate_id):
         raise BadRequest("certificateId must be the 64-character hex id of the delivered certificate.")
 
     from lambdas.logic import provisioning  # deferred: the IoT adapter
 
     provisioning.acknowledge(device, certificate_id, source_ip=http.source_ip(event))
-    _log(logging.INFO, "ack", deviceId=signed.device_id, certificateId=certificate_id)
+    logs.event(log, logging.INFO, "ack", deviceId=signed.device_id, certificateId=certificate_id)
     return http.response(204)
 
 
@@ -100,8 +95,9 @@ def _register(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    route, method, path = _request(event)
+    route = "?"
     try:
+        route, method, path = _request(event)
         if route == POLL:
             return _poll(event, method, path)
         if route == ACK:
@@ -111,7 +107,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         raise NotFound(f"No route for {route}.")
     except LatchkeyError as error:
         level = logging.WARNING if error.status in (401, 403, 409, 413) else logging.INFO
-        _log(
+        logs.event(
+            log,
             level,
             "refused",
             route=route,
@@ -123,13 +120,13 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return http.error_response(error)
     except Exception as exc:
         log.exception(
-            json.dumps(
-                {
-                    "msg": "unhandled error",
+            "unhandled error",
+            extra={
+                "fields": {
                     "route": route,
                     "error": type(exc).__name__,
                     "requestId": getattr(context, "aws_request_id", None),
                 }
-            )
+            },
         )
-        return http.response(500, _INTERNAL)
+        return http.error_response(exc)

@@ -11,9 +11,7 @@ The caller is the JWT's `sub` claim (API Gateway verified the token); the displa
 
 from __future__ import annotations
 
-import binascii
 import json
-import logging
 import os
 from functools import cache
 from typing import Any
@@ -25,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from lambdas import http
+from lambdas import definitions, http, logs
 from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody, GatewayError
@@ -33,8 +31,7 @@ from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, Re
 from lambdas.models.pending import PendingCreateRequest
 from lambdas.models.state import StatePatch
 
-log = logging.getLogger("latchkey.owner_api")
-log.setLevel(os.environ.get("LATCHKEY_LOG_LEVEL", "INFO"))
+log = logs.logger("owner_api")
 
 TITLE = "Latchkey"
 API_VERSION = "1.0.0"
@@ -42,6 +39,18 @@ SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 JSON = "application/json"
 
 app = APIGatewayHttpResolver(enable_validation=True)
+OWNER_ROUTES = {r.route_key: r for r in definitions.ROUTES if r.function == "OwnerApi"}
+REGISTERED: set[str] = set()  # route keys with a route function (tests compare it with OWNER_ROUTES)
+
+
+def route(method: str, path: str, **options: Any) -> Any:
+    """Register a route function for a route declared in definitions.ROUTES (the one list the stack,
+    the local gateway and this resolver share); an undeclared route fails at import."""
+    key = f"{method} {path.replace('<', '{').replace('>', '}')}"
+    if key not in OWNER_ROUTES:
+        raise LookupError(f"{key} is not declared in lambdas/definitions.py ROUTES")
+    REGISTERED.add(key)
+    return app.route(path.replace("{", "<").replace("}", ">"), method=[method], **options)
 
 
 # --- errors ------------------------------------------------------------------------------------------
@@ -56,10 +65,6 @@ class UnsupportedMediaType(LatchkeyError):
     code = "unsupported_media_type"
 
 
-_INTERNAL = {
-    "error": "internal_error",
-    "message": "Something went wrong on our side. Please try again later.",
-}
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -103,13 +108,11 @@ def _sentence(error: dict[str, Any]) -> str:
     return f"The field '{field}' is invalid: {message[:1].lower() + message[1:]}."
 
 
-def _error_response(error: LatchkeyError) -> Response:
-    return Response(
-        status_code=error.status,
-        content_type=JSON,
-        body=json.dumps(error.body(), separators=(",", ":")),
-        headers=error.headers(),
-    )
+def _error_response(error: BaseException) -> Response:
+    """The shared map (lambdas.http.error_response) as a Powertools Response."""
+    answer = http.error_response(error)
+    headers = {k: v for k, v in answer["headers"].items() if k.lower() != "content-type"}
+    return Response(status_code=answer["statusCode"], content_type=JSON, body=answer["body"], headers=headers)
 
 
 @app.exception_handler(Exception)
@@ -117,7 +120,7 @@ def _on_error(exc: Exception) -> Response:
     """The one place where exceptions become answers."""
     if isinstance(exc, LatchkeyError):
         if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
+            logs.event(log, 40, "failed", error=exc.code, detail=exc.message)
         return _error_response(exc)
     if isinstance(exc, RequestUnsupportedContentType):
         return _error_response(
@@ -134,8 +137,11 @@ def _on_error(exc: Exception) -> Response:
         error.status, error.code = exc.status_code, _STATUS_CODES.get(exc.status_code, "error")
         return _error_response(error)
     else:
-        log.exception("unhandled error on %s", app.current_event.raw_path if app.current_event else "?")
-    return Response(status_code=500, content_type=JSON, body=json.dumps(_INTERNAL, separators=(",", ":")))
+        log.exception(
+            "unhandled error",
+            extra={"fields": {"path": app.current_event.raw_path if app.current_event else "?"}},
+        )
+    return _error_response(exc)
 
 
 def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
@@ -185,7 +191,8 @@ def _public_api_url() -> str:
 DEVICES = ["devices"]
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/claims",
     summary="Claim a device with the code on its label",
     description="Idempotent: claiming your own device again answers 200. 409 if another account owns it.",
@@ -199,7 +206,8 @@ def claim(body: ClaimRequest) -> Device:
     return Device(**device)
 
 
-@app.get(
+@route(
+    "GET",
     "/v1/devices",
     summary="Your devices, newest first",
     tags=DEVICES,
@@ -211,7 +219,8 @@ def list_devices() -> DeviceList:
     return DeviceList(devices=[Device(**d) for d in owner.list_devices(owner_id)])
 
 
-@app.get(
+@route(
+    "GET",
     "/v1/devices/<id>",
     summary="One device",
     tags=DEVICES,
@@ -223,7 +232,8 @@ def get_device(id: str) -> Device:
     return Device(**owner.get_device(owner_id, id))
 
 
-@app.patch(
+@route(
+    "PATCH",
     "/v1/devices/<id>",
     summary="Rename a device",
     tags=DEVICES,
@@ -232,10 +242,11 @@ def get_device(id: str) -> Device:
 )
 def rename_device(id: str, body: RenameRequest) -> Device:
     owner_id, _ = _caller()
-    return Device(**owner.rename(owner_id, id, body.name))
+    return Device(**owner.rename(owner_id, id, body.name, _source_ip()))
 
 
-@app.delete(
+@route(
+    "DELETE",
     "/v1/devices/<id>",
     summary="Delete a device",
     description="Removes its certificate and thing; its next poll gets 404. The audit trail is kept.",
@@ -249,7 +260,8 @@ def delete_device(id: str) -> None:
     owner.delete(owner_id, id, _source_ip())
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/devices/<id>/revoke",
     summary="Revoke a device's certificate",
     description="Disconnects the device; its polls get 403 until it is released or deleted.",
@@ -262,7 +274,8 @@ def revoke_device(id: str) -> Device:
     return Device(**owner.revoke(owner_id, id, _source_ip()))
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/devices/<id>/release",
     summary="Release a device",
     description="Tells the agent to wipe its credentials, revokes the certificate and returns the device "
@@ -276,7 +289,8 @@ def release_device(id: str) -> Device:
     return Device(**owner.release(owner_id, id, _source_ip()))
 
 
-@app.get(
+@route(
+    "GET",
     "/v1/devices/<id>/events",
     summary="A device's audit trail, newest first",
     tags=DEVICES,
@@ -288,7 +302,8 @@ def device_events(id: str) -> EventList:
     return EventList.model_validate({"events": owner.events(owner_id, id)})
 
 
-@app.get(
+@route(
+    "GET",
     "/v1/devices/<id>/state",
     summary="Relays and sensors: reported, desired and delta of the device shadow",
     tags=DEVICES,
@@ -300,7 +315,8 @@ def device_state(id: str) -> dict[str, Any]:
     return owner.device_state(owner_id, id)
 
 
-@app.patch(
+@route(
+    "PATCH",
     "/v1/devices/<id>/state",
     summary="Switch relays, rename them, set their logic or a sensor's calibration offset",
     tags=DEVICES,
@@ -309,7 +325,7 @@ def device_state(id: str) -> dict[str, Any]:
 )
 def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
     owner_id, _ = _caller()
-    return owner.change_state(owner_id, id, body.model_dump(exclude_none=True))
+    return owner.change_state(owner_id, id, body.model_dump(exclude_none=True), _source_ip())
 
 
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------
@@ -323,7 +339,8 @@ def _registration() -> Any:
     return registration
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/pending",
     summary="Add a device: a pending device and its one-time registration token",
     tags=PENDING,
@@ -339,7 +356,8 @@ def create_pending(body: PendingCreateRequest) -> dict[str, Any]:
     return result
 
 
-@app.get(
+@route(
+    "GET",
     "/v1/pending",
     summary="Your pending devices",
     tags=PENDING,
@@ -352,7 +370,8 @@ def list_pending() -> dict[str, Any]:
     return result
 
 
-@app.delete(
+@route(
+    "DELETE",
     "/v1/pending/<id>",
     summary="Delete a pending device",
     tags=PENDING,
@@ -365,7 +384,8 @@ def delete_pending(id: str) -> None:
     _registration().delete_pending(owner_id, id, _source_ip())
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/pending/<id>/claim",
     summary="Claim a registered pending device manually",
     tags=PENDING,
@@ -378,7 +398,8 @@ def claim_pending(id: str) -> dict[str, Any]:
     return result
 
 
-@app.post(
+@route(
+    "POST",
     "/v1/pending/<id>/token",
     summary="Regenerate the registration token (revokes the old one)",
     tags=PENDING,
@@ -456,7 +477,7 @@ def _describe_errors_as_answered(document: dict[str, Any]) -> None:
     schemas.setdefault("GatewayError", GatewayError.model_json_schema())
 
 
-@app.get("/v1/openapi.json", summary="This document", tags=["meta"], cache_control="public, max-age=300")
+@route("GET", "/v1/openapi.json", summary="This document", tags=["meta"], cache_control="public, max-age=300")
 def openapi_json() -> dict[str, Any]:
     return openapi_document()
 
@@ -466,11 +487,17 @@ def openapi_json() -> dict[str, Any]:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     try:
-        http.raw_body(event).decode("utf-8")  # size limit (413) before anything parses the body
+        # Size (413), encoding and JSON well-formedness (400) before Powertools parses the body: its
+        # parser would answer too-deep nesting or too-long integers with a 500.
+        raw = http.raw_body(event)
     except LatchkeyError as error:
         return http.error_response(error)
-    except (binascii.Error, ValueError):  # bad base64, or not UTF-8
-        return http.error_response(BadRequest("The request body is not valid UTF-8 JSON."))
+    content_type = http.header(event, "content-type") or "application/json"
+    if raw and "json" in content_type.lower():  # other types: Powertools answers 415
+        try:
+            http.json_value(raw)
+        except BadRequest as error:
+            return http.error_response(ValidationFailed(error.message))
     response = app.resolve(event, context)
     headers = response.setdefault("headers", {})
     if response.get("statusCode") == 204:  # no content: not even the "null" Powertools serializes

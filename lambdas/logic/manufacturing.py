@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from lambdas import constants as c
+from lambdas.domain import times
+from lambdas.domain.device import Device, State, new_ownership
 from lambdas.errors import BadRequest, Conflict, NotFound
 from lambdas.logic import claim_code
 
 DEVICE_ID_PREFIX = c.DEVICE_ID_PREFIX
 DEVICE_ID_LENGTH = 16  # Crockford characters after the prefix: 80 bits
-ACTION_MINTED = "device.minted"
-ACTION_CLAIMED = "device.claimed"
-ACTION_CERT_REVOKED = "certificate.revoked"
 ACTOR_MANUFACTURER = "manufacturer"
 ACTOR_OPERATOR = "operator"
 # Never shown by `latchkey devices show`: the claim-code hash is an offline guessing target.
 HIDDEN_ATTRIBUTES = frozenset({c.DEVICE_CLAIM_CODE_KEY})
 _CLAIM_CODE_ATTEMPTS = 5
-_REVOKE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class MintedDevice:
     device_id: str
     claim_code: str = field(repr=False)  # canonical 10 characters
     private_key_pem: str | None = field(repr=False)  # None when the device generated its own key
-    record: dict[str, Any] = field(repr=False)
+    device: Device = field(repr=False)
 
     @property
     def display_code(self) -> str:
@@ -54,11 +51,12 @@ class MintedDevice:
 
     @property
     def public_key_pem(self) -> str:
-        return str(self.record["publicKeyPem"])
+        return str(self.device.public_key_pem)
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    @property
+    def record(self) -> dict[str, Any]:
+        """The stored item, as the manifest and operator displays show it."""
+        return self.device.to_item()
 
 
 def new_device_id() -> str:
@@ -173,58 +171,43 @@ def prepare_device(
     else:
         private_pem, public_pem = None, public_key_from_pem(public_key_pem)
     code, digest = _unique_claim_code(claim_code_key())
-    created = now_iso()
-    record: dict[str, Any] = {
-        c.DEVICE_PK: device_id,
-        "state": c.STATE_UNCLAIMED,
-        "name": name or default_name(device_id, board),
-        "publicKeyPem": public_pem,
-        c.DEVICE_CLAIM_CODE_KEY: digest,
-        "createdAt": created,
-    }
-    if board:
-        record["board"] = board
+    created = times.iso(times.now())
+    device = Device(
+        device_id=device_id,
+        name=name or default_name(device_id, board),
+        public_key_pem=public_pem,
+        claim_code_hash=digest,
+        board=board or None,
+        created_at=created,
+    )
     if owner is not None:
-        record.update(
-            {
-                "state": c.STATE_CLAIMED,
-                c.DEVICE_OWNER_KEY: owner.owner_id,
-                "ownerEmail": owner.email,
-                "claimedAt": created,
-            }
+        device = device.with_changes(
+            state=State.CLAIMED,
+            owner_id=owner.owner_id,
+            owner_email=owner.email,
+            ownership=new_ownership(),
+            claimed_at=created,
         )
-    return MintedDevice(device_id, code, private_pem, record)
+    return MintedDevice(device_id, code, private_pem, device)
 
 
 def store_device(minted: MintedDevice, actor: str) -> MintedDevice:
     """Create the device record (must not exist) with its audit events, in one transaction."""
-    from lambdas.dal import audit, devices
+    from lambdas.dal import devices
 
-    record = minted.record
-    device_id = minted.device_id
-    events = [
-        audit.event_item(
-            device_id,
-            ACTION_MINTED,
-            actor,
-            None,
-            {"board": record.get("board"), "preClaimed": c.DEVICE_OWNER_KEY in record},
-        )
-    ]
-    if c.DEVICE_OWNER_KEY in record:
-        events.append(
-            audit.event_item(
-                device_id,
-                ACTION_CLAIMED,
-                ACTOR_MANUFACTURER,
-                None,
-                {"ownerId": record[c.DEVICE_OWNER_KEY], "ownerEmail": record.get("ownerEmail")},
-            )
-        )
+    device = minted.device
+    pre_claimed = device.owner_id is not None
+    claimed = {"ownerId": device.owner_id, "ownerEmail": device.owner_email}
     try:
-        devices.create(record, also=[audit.put_request(e) for e in events])
+        devices.transition(
+            device,
+            "pre-claim" if pre_claimed else "mint",
+            actor=actor,
+            detail={"board": device.board, "preClaimed": pre_claimed},
+            per_action={"device.claimed": (ACTOR_MANUFACTURER, claimed)},
+        )
     except devices.ConditionFailed as exc:
-        raise Conflict(f"device {device_id} already exists") from exc
+        raise Conflict(f"device {device.device_id} already exists") from exc
     return minted
 
 
@@ -247,8 +230,8 @@ def mint_device(
     except Conflict:
         # An 80-bit id collided: take a fresh one (the code stays unused: the write did not happen).
         fresh = new_device_id()
-        record = {**minted.record, c.DEVICE_PK: fresh, "name": name or default_name(fresh, board)}
-        return store_device(replace(minted, device_id=fresh, record=record), actor)
+        device = minted.device.with_changes(device_id=fresh, name=name or default_name(fresh, board))
+        return store_device(replace(minted, device_id=fresh, device=device), actor)
 
 
 # --- owners (Cognito) ---------------------------------------------------------------------------------
@@ -295,45 +278,19 @@ def find_owner(email: str, user_pool_id: str | None = None) -> Owner:
 # --- operator actions ---------------------------------------------------------------------------------
 
 
-def public_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The record without the attributes an operator display must not show."""
-    return {k: v for k, v in record.items() if k not in HIDDEN_ATTRIBUTES}
+def public_record(device: Device) -> dict[str, Any]:
+    """The stored record without the attributes an operator display must not show."""
+    return {k: v for k, v in device.to_item().items() if k not in HIDDEN_ATTRIBUTES}
 
 
 def revoke_device(device_id: str, actor: str = ACTOR_OPERATOR) -> tuple[dict[str, Any], bool]:
-    """Revoke a device: its certificate (if any) REVOKED in IoT, state `revoked`, audit event.
+    """Revoke a device (logic/revocation.py): its certificate REVOKED in IoT, state `revoked`, audited.
 
     Returns (the record after the change, whether anything changed); revoking twice changes nothing.
     """
-    from lambdas.dal import audit, devices
+    from lambdas.logic import revocation
 
-    for _ in range(_REVOKE_ATTEMPTS):
-        record = devices.get(device_id, consistent=True)
-        if record is None:
-            raise NotFound(f"no device {device_id}")
-        certificate_id = record.get("certificateId")
-        if record.get("state") == c.STATE_REVOKED and (
-            not certificate_id or record.get("certificateStatus") == "REVOKED"
-        ):
-            return record, False
-        if certificate_id:
-            from lambdas.adapters import iot  # deferred: only revocation of a certified device needs IoT
-
-            iot.revoke_certificate(certificate_id)
-        fields: dict[str, Any] = {"state": c.STATE_REVOKED, "revokedAt": now_iso()}
-        if certificate_id:
-            fields["certificateStatus"] = "REVOKED"
-        event = audit.event_item(
-            device_id,
-            ACTION_CERT_REVOKED,
-            actor,
-            None,
-            {"certificateId": certificate_id, "previousState": record.get("state")},
-        )
-        expected = {"state": record.get("state"), "certificateId": certificate_id}
-        try:
-            devices.update(device_id, fields, expected=expected, also=[audit.put_request(event)])
-        except devices.ConditionFailed:
-            continue  # changed under us (e.g. a new certificate was issued): look again
-        return {**record, **fields}, True
-    raise Conflict(f"device {device_id} kept changing; try again")
+    device, changed = revocation.revoke(
+        device_id, actor=actor, source_ip=None, not_found=f"no device {device_id}"
+    )
+    return public_record(device), changed

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from lambdas import constants as c
+from lambdas.domain import times
+from lambdas.domain.device import Device, State
 from lambdas.errors import BadRequest, Forbidden, NotFound
 
 log = logging.getLogger("latchkey.poll")
 
 MAX_AGENT_FIELDS = 24
 MAX_AGENT_VALUE_CHARS = 128
-MAX_CSR_BYTES = 4096
 _AGENT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 
 # retryAfter 0 means "no opinion: keep your own backoff schedule" (docs/protocol.md).
@@ -57,8 +56,8 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     if csr is not None:
         if not isinstance(csr, str):
             raise BadRequest("csr must be a PEM string.")
-        if len(csr.encode()) > MAX_CSR_BYTES:
-            raise BadRequest(f"csr is larger than {MAX_CSR_BYTES} bytes.")
+        if len(csr.encode()) > c.MAX_CSR_BYTES:
+            raise BadRequest(f"csr is larger than {c.MAX_CSR_BYTES} bytes.")
         if (
             "-----BEGIN CERTIFICATE REQUEST-----" not in csr
             and "-----BEGIN NEW CERTIFICATE REQUEST-----" not in csr
@@ -67,64 +66,48 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": attempt, "agent": clean, "csr": csr or None}
 
 
-def ensure_pollable(device: dict[str, Any] | None) -> dict[str, Any]:
+def ensure_pollable(device: Device | None) -> Device:
     """404 for unknown and deleted devices (before the signature: there is no key to check)."""
-    if device is None or device.get("state") == "deleted":
+    if device is None or device.state == State.DELETED:
+        raise NotFound("This device does not exist.")
+    if not device.state_known:
+        log.error("device %s is in unknown state %r", device.device_id, device.extra.get("state"))
         raise NotFound("This device does not exist.")
     return device
 
 
-def answer(
-    device: dict[str, Any], body: dict[str, Any], source_ip: str, now: float | None = None
-) -> dict[str, Any]:
+def answer(device: Device, body: dict[str, Any], source_ip: str, now: float | None = None) -> dict[str, Any]:
     """The poll answer for a device whose signature has been verified."""
-    now = time.time() if now is None else now
-    state = device.get("state")
-    if state == c.STATE_REVOKED:
+    now = times.now() if now is None else now
+    if device.state == State.REVOKED:
         raise Forbidden("This device has been revoked.")
-    if state == c.STATE_UNCLAIMED:
+    if device.state == State.UNCLAIMED:
         touch(device, body["agent"], source_ip, now)
         return dict(UNCLAIMED)
 
     from lambdas.logic import provisioning  # deferred: cryptography and the IoT adapter
 
-    if state == c.STATE_CLAIMED:
+    if device.state == State.CLAIMED:
         return provisioning.provision(device, body["csr"], agent=body["agent"], source_ip=source_ip, now=now)
-    if state in (c.STATE_PROVISIONED, c.STATE_ACTIVE):
-        if body["csr"]:
-            provisioning.check_csr(body["csr"], str(device.get("publicKeyPem") or ""))
-        result = provisioning.deliver(device)
-        touch(device, body["agent"], source_ip, now)
-        return result
-    log.error("device %s is in unknown state %r", device.get(c.DEVICE_PK), state)
-    raise NotFound("This device does not exist.")
+    if body["csr"]:
+        provisioning.check_csr(body["csr"], device.public_key_pem or "")
+    result = provisioning.deliver(device)
+    touch(device, body["agent"], source_ip, now)
+    return result
 
 
-def iso(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _seconds_since(stamp: Any, now: float) -> float:
-    if not isinstance(stamp, str) or not stamp:
-        return float("inf")
-    try:
-        return now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return float("inf")
-
-
-def touch(device: dict[str, Any], agent: dict[str, Any], source_ip: str, now: float) -> None:
+def touch(device: Device, agent: dict[str, Any], source_ip: str, now: float) -> None:
     """Write lastPollAt/agent if the stored values are stale; never fails the poll."""
-    if _seconds_since(device.get("lastPollAt"), now) < c.LAST_SEEN_WRITE_INTERVAL_SECONDS:
+    if times.seconds_since(device.last_poll_at, now) < c.LAST_SEEN_WRITE_INTERVAL_SECONDS:
         return
     from lambdas.dal import devices
 
-    fields: dict[str, Any] = {"lastPollAt": iso(now), "lastPollIp": source_ip or None}
+    fields: dict[str, Any] = {"lastPollAt": times.iso(now), "lastPollIp": source_ip or None}
     if agent:
         fields["agent"] = agent
     try:
-        devices.update(str(device[c.DEVICE_PK]), fields, expected={"state": device.get("state")})
+        devices.observe(device.device_id, fields, expected={"state": str(device.state)})
     except devices.ConditionFailed:
         pass  # the state changed meanwhile; the next poll sees it
     except Exception:
-        log.warning("could not record last poll of %s", device.get(c.DEVICE_PK), exc_info=True)
+        log.warning("could not record last poll of %s", device.device_id, exc_info=True)

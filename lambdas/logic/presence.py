@@ -16,48 +16,20 @@ import ipaddress
 import logging
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from lambdas import constants as c
+from lambdas.domain import times
+from lambdas.domain.device import CONNECTABLE_STATES
 
 log = logging.getLogger("latchkey.presence")
 
-ONLINE_SECONDS = 90  # last message younger than this: online
-AWAY_SECONDS = 600  # younger than this: away; older: offline
 WRITE_INTERVAL_MS = 45_000  # unchanged heartbeats are written at most this often
 MAX_EVENT_FIELDS = 32
 MAX_FUTURE_MS = 300_000  # a timestamp further ahead than this is clamped to now
-PRESENCE_STATES = (c.STATE_PROVISIONED, c.STATE_ACTIVE)  # devices that may hold a certificate
 
 _THING = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
 _TEXT = re.compile(r"^[\x20-\x7e]{1,64}$")
-
-
-# --- reading -----------------------------------------------------------------------------------------
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def compute(item: dict[str, Any], now: float | None = None) -> tuple[str, str | None]:
-    """(online|away|offline, lastSeen ISO) of a device item at `now` (epoch seconds)."""
-    now = time.time() if now is None else now
-    presence = item.get("presence") or {}
-    seen_ms = item.get("lastSeenAt")
-    last_seen = presence.get("lastSeen") if isinstance(presence, dict) else None
-    if not isinstance(seen_ms, int | float) or not isinstance(presence, dict):
-        return "offline", last_seen
-    if presence.get("status") != "online":
-        return "offline", last_seen
-    age = now - seen_ms / 1000
-    if age < ONLINE_SECONDS:
-        return "online", last_seen
-    if age < AWAY_SECONDS:
-        return "away", last_seen
-    return "offline", last_seen
 
 
 # --- parsing -----------------------------------------------------------------------------------------
@@ -144,10 +116,6 @@ def parse(event: Any, now: float | None = None) -> Update | None:
     return Update(thing, status, at_ms, ip, agent, "status")
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 # --- writing -----------------------------------------------------------------------------------------
 
 
@@ -156,39 +124,37 @@ def apply(update: Update, attempts: int = 3) -> str:
     from lambdas.dal import devices
 
     for _ in range(attempts):
-        item = devices.get(update.thing, consistent=True)
-        if item is None:
+        device = devices.get(update.thing, consistent=True)
+        if device is None:
             log.info("presence for unknown thing %s ignored", update.thing)
             return "unknown"
-        if item.get("state") not in PRESENCE_STATES:
-            log.info("presence for %s in state %s ignored", update.thing, item.get("state"))
+        if device.state not in CONNECTABLE_STATES:
+            log.info("presence for %s in state %s ignored", update.thing, device.state)
             return "ignored"
-        stored = item.get("lastSeenAt")
-        stored_ms = int(stored) if isinstance(stored, int | float) else None
+        stored_ms = device.last_seen_at
         if stored_ms is not None and update.at_ms < stored_ms:
             return "stale"
-        current = _mapping(item.get("presence"))
-        old_agent = _mapping(item.get("agent"))
-        agent = {**old_agent, **update.agent}
+        current = device.presence
+        agent = {**device.agent, **update.agent}
         ip = update.ip or current.get("ip")
-        presence = {"status": update.status, "lastSeen": iso_ms(update.at_ms), "ip": ip}
+        presence = {"status": update.status, "lastSeen": times.iso_ms(update.at_ms), "ip": ip}
         unchanged = (
             current.get("status") == update.status
             and current.get("ip") == ip
-            and agent == old_agent
+            and agent == device.agent
             and stored_ms is not None
             and update.at_ms - stored_ms < WRITE_INTERVAL_MS
         )
         if unchanged:
             return "unchanged"
         fields: dict[str, Any] = {"presence": presence, "lastSeenAt": update.at_ms}
-        if agent != old_agent:
+        if agent != device.agent:
             fields["agent"] = agent
         try:
-            devices.update(
+            devices.observe(
                 update.thing,
                 fields,
-                expected={"lastSeenAt": stored_ms, "state": list(PRESENCE_STATES)},
+                expected={"lastSeenAt": stored_ms, "state": [str(s) for s in CONNECTABLE_STATES]},
             )
             return "updated"
         except devices.ConditionFailed:

@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from lambdas import constants as c
 from lambdas import definitions
 from lambdas.adapters import iot
-from lambdas.dal import audit, devices
+from lambdas.dal import devices
 from lambdas.dal.devices import ConditionFailed
+from lambdas.domain import times
+from lambdas.domain.device import Device, State
 from lambdas.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
-from lambdas.logic.poll import iso
 
 log = logging.getLogger("latchkey.provisioning")
 
-MAX_CSR_BYTES = 4096
 ACTOR = "device"
 
 
@@ -50,8 +49,8 @@ def check_csr(csr_pem: Any, public_key_pem: str) -> str:
 
     if not csr_pem:
         raise BadRequest("A certificate signing request (csr) is required to provision this device.")
-    if not isinstance(csr_pem, str) or len(csr_pem.encode()) > MAX_CSR_BYTES:
-        raise BadRequest(f"csr must be a PEM string of at most {MAX_CSR_BYTES} bytes.")
+    if not isinstance(csr_pem, str) or len(csr_pem.encode()) > c.MAX_CSR_BYTES:
+        raise BadRequest(f"csr must be a PEM string of at most {c.MAX_CSR_BYTES} bytes.")
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError:
@@ -93,23 +92,22 @@ def credentials_answer(thing_name: str, certificate_id: str, certificate_pem: st
     }
 
 
-def deliver(device: dict[str, Any]) -> dict[str, Any]:
+def deliver(device: Device) -> dict[str, Any]:
     """Re-deliver the recorded certificate (provisioned: not acked yet; active: the device lost it)."""
-    if not device.get("certificateId") or not device.get("certificatePem"):
+    if not device.certificate_id or not device.certificate_pem:
         raise ServiceUnavailable(
             "The device record has no certificate yet; retry shortly.",
             retryAfter=5,
             headers={"Retry-After": "5"},
         )
-    thing = str(device.get("thingName") or device[c.DEVICE_PK])
-    return credentials_answer(thing, str(device["certificateId"]), str(device["certificatePem"]))
+    return credentials_answer(device.thing, device.certificate_id, device.certificate_pem)
 
 
 # --- provisioning ----------------------------------------------------------------------------------
 
 
 def provision(
-    device: dict[str, Any],
+    device: Device,
     csr_pem: Any,
     *,
     agent: dict[str, Any] | None = None,
@@ -117,12 +115,11 @@ def provision(
     now: float | None = None,
 ) -> dict[str, Any]:
     """Device `claimed` -> `provisioned`: thing, certificate, policy, record. Safe to repeat."""
-    now = time.time() if now is None else now
-    device_id = str(device[c.DEVICE_PK])
-    public_key_pem = str(device.get("publicKeyPem") or "")
+    now = times.now() if now is None else now
+    public_key_pem = device.public_key_pem or ""
     csr_pem = check_csr(csr_pem, public_key_pem)
     ca_pem()  # fail before touching IoT if the deployment is incomplete
-    thing = device_id
+    thing = device.device_id
 
     iot.ensure_thing(thing, {"latchkey": "device"})
     reused = iot.find_reusable_certificate(thing, public_key_pem)
@@ -138,30 +135,28 @@ def provision(
             _cleanup(thing, certificate_id, delete_thing=False)
         raise
 
-    fields: dict[str, Any] = {
-        "state": c.STATE_PROVISIONED,
-        "thingName": thing,
-        "certificateId": certificate_id,
-        "certificatePem": certificate_pem,
-        "certificateStatus": "INACTIVE",
-        "provisionedAt": iso(now),
-        "lastPollAt": iso(now),
+    changes: dict[str, Any] = {
+        "thing_name": thing,
+        "certificate_id": certificate_id,
+        "certificate_pem": certificate_pem,
+        "certificate_status": "INACTIVE",
+        "provisioned_at": times.iso(now),
+        "last_poll_at": times.iso(now),
     }
     if agent:
-        fields["agent"] = agent
-    event = audit.event_item(
-        device_id,
-        "certificate.issued",
-        ACTOR,
-        source_ip,
-        {"certificateId": certificate_id, "reused": bool(reused)},
-    )
+        changes["agent"] = agent
     try:
-        devices.update(
-            device_id, fields, expected={"state": c.STATE_CLAIMED}, also=[audit.put_request(event)]
+        devices.transition(
+            device,
+            "provision",
+            actor=ACTOR,
+            source_ip=source_ip,
+            changes=changes,
+            detail={"certificateId": certificate_id, "reused": bool(reused)},
+            at=now,
         )
     except ConditionFailed:
-        return _lost_race(device_id, thing, certificate_id)
+        return _lost_race(device.device_id, thing, certificate_id)
     return credentials_answer(thing, certificate_id, certificate_pem)
 
 
@@ -175,17 +170,16 @@ def _cleanup(thing: str, certificate_id: str, delete_thing: bool) -> None:
 def _lost_race(device_id: str, thing: str, certificate_id: str) -> dict[str, Any]:
     """The record changed under us: keep only what it names, and answer for its current state."""
     current = devices.get(device_id, consistent=True)
-    state = current.get("state") if current else None
-    if current is None or state == "deleted":
+    if current is None or current.state == State.DELETED:
         _cleanup(thing, certificate_id, delete_thing=True)
         raise NotFound("This device does not exist.")
-    if current.get("certificateId") != certificate_id:
+    if current.certificate_id != certificate_id:
         _cleanup(thing, certificate_id, delete_thing=False)
-    if state == c.STATE_REVOKED:
+    if current.state == State.REVOKED:
         raise Forbidden("This device has been revoked.")
-    if state in (c.STATE_PROVISIONED, c.STATE_ACTIVE):
+    if current.state in (State.PROVISIONED, State.ACTIVE):
         return deliver(current)
-    if state == c.STATE_UNCLAIMED:
+    if current.state == State.UNCLAIMED:
         return {"status": "unclaimed", "retryAfter": 0}
     raise ServiceUnavailable(
         "The device changed while it was being provisioned; poll again.",
@@ -198,45 +192,39 @@ def _lost_race(device_id: str, thing: str, certificate_id: str) -> dict[str, Any
 
 
 def acknowledge(
-    device: dict[str, Any], certificate_id: str, *, source_ip: str | None = None, now: float | None = None
+    device: Device, certificate_id: str, *, source_ip: str | None = None, now: float | None = None
 ) -> None:
     """The device saved its credentials: activate the certificate, device `provisioned` -> `active`.
 
     The certificate is activated before the record changes. If the record then turns out to have
     changed (revoked or deleted meanwhile), the activation is undone by revoking the certificate.
     """
-    now = time.time() if now is None else now
-    device_id = str(device[c.DEVICE_PK])
-    state = device.get("state")
-    if device.get("certificateId") != certificate_id:
+    now = times.now() if now is None else now
+    if device.certificate_id != certificate_id:
         raise Conflict("certificateId is not the certificate issued to this device.")
-    if state == c.STATE_ACTIVE:
+    if device.state == State.ACTIVE:
         return
-    if state != c.STATE_PROVISIONED:
-        raise Conflict(f"The device is {state}; there is no certificate to acknowledge.")
+    if device.state != State.PROVISIONED:
+        raise Conflict(f"The device is {device.state}; there is no certificate to acknowledge.")
 
     iot.activate_certificate(certificate_id)
-    event = audit.event_item(
-        device_id, "certificate.activated", ACTOR, source_ip, {"certificateId": certificate_id}
-    )
     try:
-        devices.update(
-            device_id,
-            {"state": c.STATE_ACTIVE, "certificateStatus": "ACTIVE", "activatedAt": iso(now)},
-            expected={"state": c.STATE_PROVISIONED, "certificateId": certificate_id},
-            also=[audit.put_request(event)],
+        devices.transition(
+            device,
+            "activate",
+            actor=ACTOR,
+            source_ip=source_ip,
+            changes={"certificate_status": "ACTIVE", "activated_at": times.iso(now)},
+            detail={"certificateId": certificate_id},
+            at=now,
         )
     except ConditionFailed:
-        current = devices.get(device_id, consistent=True)
-        if (
-            current
-            and current.get("state") == c.STATE_ACTIVE
-            and current.get("certificateId") == certificate_id
-        ):
+        current = devices.get(device.device_id, consistent=True)
+        if current and current.state == State.ACTIVE and current.certificate_id == certificate_id:
             return  # a concurrent ack won
         iot.revoke_certificate(certificate_id)
-        if current is None or current.get("state") == "deleted":
+        if current is None or current.state == State.DELETED:
             raise NotFound("This device does not exist.") from None
-        if current.get("state") == c.STATE_REVOKED:
+        if current.state == State.REVOKED:
             raise Forbidden("This device has been revoked.") from None
         raise Conflict("The device changed while the certificate was being activated.") from None

@@ -19,14 +19,15 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from typing import Any
 
 from lambdas import constants as c
 from lambdas.dal import audit, devices, pending
 from lambdas.dal.ddb import ConditionFailed
+from lambdas.domain import times
+from lambdas.domain.device import Device, State, new_ownership
 from lambdas.errors import BadRequest, Conflict, Gone, NotFound, Unauthorized
-from lambdas.logic import device_config, owner, ratelimit
+from lambdas.logic import device_config, ratelimit
 from lambdas.logic.ratelimit import Limit
 
 TOKEN_VERSION_LEGACY = 1
@@ -43,7 +44,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 
 def now() -> float:
     """The service clock; tests move it to show expiry."""
-    return time.time()
+    return times.now()
 
 
 class TokenRejected(Unauthorized):
@@ -92,7 +93,7 @@ def _view(item: dict[str, Any], at: float) -> dict[str, Any]:
         "state": item.get("state"),
         "deviceId": item.get("deviceId"),
         "createdAt": item.get("createdAt"),
-        "expiresAt": owner.iso(expires),
+        "expiresAt": times.iso(expires),
         "secondsLeft": max(0, int(expires - at)),
         "tokenVersion": version,
         "upgradeAvailable": version < TOKEN_VERSION_BOUND,
@@ -128,7 +129,7 @@ def create_pending(
         c.PENDING_TOKEN_KEY: token_hash,
         "tokenVersion": token_version,
         "state": STATE_PENDING,
-        "createdAt": owner.iso(at),
+        "createdAt": times.iso(at),
         c.TTL_ATTRIBUTE: int(at) + c.REGISTRATION_TOKEN_TTL_SECONDS,
     }
     pending.create(item)
@@ -149,7 +150,7 @@ def list_pending(owner_id: str) -> dict[str, Any]:
             shown.append(_view(item, at))
         elif item.get("state") == STATE_REGISTERED:
             device = devices.get(str(item.get("deviceId")))
-            if device is not None and device.get(c.DEVICE_OWNER_KEY) != owner_id:
+            if device is not None and device.owner_id != owner_id:
                 shown.append(_view(item, at))
     shown.sort(key=lambda p: p.get("createdAt") or "", reverse=True)
     return {"pending": shown}
@@ -179,7 +180,7 @@ def register(body: dict[str, Any], source_ip: str = "") -> dict[str, Any]:
         ratelimit.fail(subjects, at)
         raise TokenRejected("The registration token is unknown or has expired.")
     mac = normalize_mac(body.get("mac"))
-    if not isinstance(csr, str) or len(csr) > 4096:
+    if not isinstance(csr, str) or len(csr.encode()) > c.MAX_CSR_BYTES:
         raise BadRequest("csr must be a PEM certificate signing request of at most 4 KB.")
     if not isinstance(board, str) or len(board) > 64:
         raise BadRequest("board must be a string of at most 64 characters.")
@@ -196,24 +197,20 @@ def register(body: dict[str, Any], source_ip: str = "") -> dict[str, Any]:
     device_id = _new_device_id()
     owner_id = str(item[c.PENDING_OWNER_KEY])
     bound = int(item.get("tokenVersion") or TOKEN_VERSION_BOUND) >= TOKEN_VERSION_BOUND
-    device = {
-        c.DEVICE_PK: device_id,
-        "state": c.STATE_CLAIMED,
-        c.DEVICE_OWNER_KEY: owner_id,
-        "ownerEmail": item.get("ownerEmail"),
-        "name": item.get("name"),
-        "board": board or item.get("board"),
-        "mac": mac,
-        "publicKeyPem": public_key,
-        "createdAt": owner.iso(at),
-        "claimedAt": owner.iso(at),
-        "registration": {"pendingId": item[c.PENDING_PK], "tokenVersion": item.get("tokenVersion")},
-    }
-    detail = {"via": "registration_token", "pendingId": item[c.PENDING_PK], "mac": mac}
-    events = [
-        audit.event_item(device_id, "device.registered", "device", source_ip or None, detail),
-        audit.event_item(device_id, "device.claimed", owner_id, source_ip or None, detail),
-    ]
+    device = Device(
+        device_id=device_id,
+        state=State.CLAIMED,
+        owner_id=owner_id,
+        owner_email=item.get("ownerEmail"),
+        ownership=new_ownership(),
+        name=item.get("name"),
+        board=board or item.get("board"),
+        mac=mac,
+        public_key_pem=public_key,
+        created_at=times.iso(at),
+        claimed_at=times.iso(at),
+        registration={"pendingId": item[c.PENDING_PK], "tokenVersion": item.get("tokenVersion")},
+    )
     consume = pending.update_request(
         str(item[c.PENDING_PK]),
         {
@@ -222,14 +219,24 @@ def register(body: dict[str, Any], source_ip: str = "") -> dict[str, Any]:
             "boundMac": mac if bound else None,
             "registeredMac": mac,
             "publicKeyPem": public_key,
-            "usedAt": owner.iso(at),
+            "usedAt": times.iso(at),
             # Registered items stay listed for a manual claim for 30 days, then TTL removes them.
             c.TTL_ATTRIBUTE: int(at) + 30 * 24 * 3600,
         },
         expected={"state": STATE_PENDING, c.PENDING_TOKEN_KEY: _hash(token)},
     )
+    detail = {"via": "registration_token", "pendingId": item[c.PENDING_PK], "mac": mac}
     try:
-        devices.create(device, also=[consume, *(audit.put_request(e) for e in events)])
+        devices.transition(
+            device,
+            "register",
+            actor="device",
+            source_ip=source_ip or None,
+            detail=detail,
+            at=at,
+            also=[consume],
+            per_action={"device.claimed": (owner_id, detail)},  # the owner claims, through the token
+        )
     except ConditionFailed:
         current = pending.get(str(item[c.PENDING_PK]))
         if current is None or current.get(c.PENDING_TOKEN_KEY) != _hash(token):
@@ -262,61 +269,85 @@ def claim_pending(owner_id: str, email: str | None, pending_id: str, source_ip: 
     item = _owned(owner_id, pending_id)
     if item.get("state") != STATE_REGISTERED or not item.get("deviceId"):
         raise Conflict("The device has not registered yet. Power it on with its configuration first.")
-    device_id = str(item["deviceId"])
-    event = audit.event_item(device_id, "device.claimed", owner_id, source_ip or None, {"via": "pending"})
-    fields = {"state": c.STATE_CLAIMED, c.DEVICE_OWNER_KEY: owner_id, "ownerEmail": email or None}
-    fields.update({"name": item.get("name"), "claimedAt": owner.iso(now())})
+    device = devices.get(str(item["deviceId"]), consistent=True)
+    if device is None:
+        raise NotFound("The registered device no longer exists.")
+    at = now()
     try:
-        devices.update(
-            device_id,
-            fields,
-            expected={"state": c.STATE_UNCLAIMED, c.DEVICE_OWNER_KEY: None},
-            also=[audit.put_request(event)],
+        claimed = claims.claim(
+            device,
+            owner_id,
+            email,
+            item.get("name"),
+            source_ip=source_ip or None,
+            detail={"via": "pending"},
+            now=at,
         )
-    except ConditionFailed:
-        current = devices.get(device_id, consistent=True)
-        if current is None:
-            raise NotFound("The registered device no longer exists.") from None
-        if current.get(c.DEVICE_OWNER_KEY) != owner_id:
-            raise claims.ClaimedElsewhere("This device is claimed by another account.") from None
-        return owner.view(current)
-    return owner.view(devices.get(device_id, consistent=True) or {c.DEVICE_PK: device_id})
+    except claims.ClaimedElsewhere:
+        raise claims.ClaimedElsewhere("This device is claimed by another account.") from None
+    if claimed is None:
+        raise NotFound("The registered device no longer exists.")
+    return claimed[0].owner_view(at)
+
+
+REGENERATE_ATTEMPTS = 5
 
 
 def regenerate_token(owner_id: str, pending_id: str, source_ip: str, api_url: str = "") -> dict[str, Any]:
     """A new v2 token for 24 h; the old one stops working, and a device registered with it loses its
-    certificate and must register again with the new configuration."""
+    certificate and must register again with the new configuration.
+
+    The write is conditional on the pending item being exactly as read (token, state, device): a
+    registration with the old token that commits in between makes it fail, and the next attempt retires
+    the device that registration created."""
     at = now()
-    item = _owned(owner_id, pending_id)
     token, token_hash = _new_token()
-    old_device_id = item.get("deviceId")
-    fields: dict[str, Any] = {
-        c.PENDING_TOKEN_KEY: token_hash,
-        "tokenVersion": TOKEN_VERSION_BOUND,
-        "state": STATE_PENDING,
-        "deviceId": None,
-        "boundMac": None,
-        "registeredMac": None,
-        "publicKeyPem": None,
-        "usedAt": None,
-        c.TTL_ATTRIBUTE: int(at) + c.REGISTRATION_TOKEN_TTL_SECONDS,
-    }
-    try:
-        updated = pending.update(
-            pending_id, fields, expected={c.PENDING_TOKEN_KEY: item[c.PENDING_TOKEN_KEY]}
-        )
-    except ConditionFailed:
-        raise Conflict("The token was changed at the same time. Please reload and try again.") from None
-    if old_device_id:
-        _retire_device(owner_id, str(old_device_id), source_ip)
-    assert updated is not None
-    config = device_config.render(api_url, token, str(item.get("name")), str(item.get("board")))
-    return {**_view(updated, at), "registrationToken": token, "config": config}
+    for _ in range(REGENERATE_ATTEMPTS):
+        item = _owned(owner_id, pending_id)
+        old_device_id = item.get("deviceId")
+        fields: dict[str, Any] = {
+            c.PENDING_TOKEN_KEY: token_hash,
+            "tokenVersion": TOKEN_VERSION_BOUND,
+            "state": STATE_PENDING,
+            "deviceId": None,
+            "boundMac": None,
+            "registeredMac": None,
+            "publicKeyPem": None,
+            "usedAt": None,
+            c.TTL_ATTRIBUTE: int(at) + c.REGISTRATION_TOKEN_TTL_SECONDS,
+        }
+        expected = {
+            c.PENDING_TOKEN_KEY: item[c.PENDING_TOKEN_KEY],
+            "state": item.get("state"),
+            "deviceId": old_device_id,
+        }
+        try:
+            updated = pending.update(pending_id, fields, expected=expected)
+        except ConditionFailed:
+            continue  # registered (or regenerated) meanwhile: look again
+        if old_device_id:
+            _retire_device(owner_id, str(old_device_id), source_ip)
+        assert updated is not None
+        config = device_config.render(api_url, token, str(item.get("name")), str(item.get("board")))
+        return {**_view(updated, at), "registrationToken": token, "config": config}
+    raise Conflict("The token was changed at the same time. Please reload and try again.")
 
 
 def _retire_device(owner_id: str, device_id: str, source_ip: str) -> None:
     """The device registered with the old token: revoke its certificate and remove it."""
+    from lambdas.logic import revocation
+
     device = devices.get(device_id, consistent=True)
-    if device is None or device.get(c.DEVICE_OWNER_KEY) != owner_id:
+    if device is None or device.owner_id != owner_id:
         return
-    owner.delete(owner_id, device_id, source_ip or None)
+    try:
+        revocation.delete(
+            device_id,
+            owner_id,
+            source_ip or None,
+            "The registered device no longer exists.",
+            transition="regenerate",
+            detail={"reason": "registration token regenerated"},
+        )
+    except NotFound:
+        pass  # deleted meanwhile: nothing to retire

@@ -23,7 +23,8 @@ from lambdas import constants as c
 from lambdas.errors import Unauthorized
 
 # Thing names allow [a-zA-Z0-9:_-]{1,128}; the device id is the thing name.
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also accepts "¹²³"
 _MAX_SIGNATURE_CHARS = 1024  # RSA-2048 is 344 base64 characters, ECDSA P-256 at most 96
 
 
@@ -54,12 +55,14 @@ def parse_headers(
     ]
     if missing:
         raise Unauthorized(f"Missing request header(s): {', '.join(missing)}.")
+    if not all(isinstance(v, str) for v in (device_id, timestamp, signature)):
+        raise Unauthorized("The signature headers must be text.")
     assert device_id is not None and timestamp is not None and signature is not None
     device_id = device_id.strip()
-    if not _DEVICE_ID.match(device_id):
+    if not _DEVICE_ID.fullmatch(device_id):
         raise Unauthorized("X-Device-Id is not a valid device id.")
     stamp = timestamp.strip()
-    if not stamp.isdigit() or len(stamp) > 12:
+    if not _TIMESTAMP.fullmatch(stamp):
         raise Unauthorized("X-Timestamp must be unix time in whole seconds.", serverTime=now_s)
     when = int(stamp)
     if abs(when - now_s) > c.SIGNATURE_WINDOW_SECONDS:

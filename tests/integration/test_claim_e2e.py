@@ -19,7 +19,7 @@ from firmware.api import DeviceApi
 from firmware.credentials import Credentials
 from firmware.identity import DeviceKey, Identity
 from lambdas import constants as c
-from lambdas.dal import devices
+from tests import rawdb as devices
 from lambdas.logic.manufacturing import mint_device
 from local.pki import IssuedCert
 from local.testing import MqttClient, wait_until

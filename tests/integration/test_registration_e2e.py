@@ -71,7 +71,7 @@ def test_public_key_of_registered_device_is_the_agents(cloud: Any, owner: Any, h
     body = {"registrationToken": added["registrationToken"], "mac": random_mac(), "csr": make_csr(key)}
     answer = http.post("/v1/device/register", json=body)
     assert answer.status == 201
-    from lambdas.dal import devices
+    from tests import rawdb as devices
 
     stored = devices.get(answer.json()["deviceId"], consistent=True)
     expected = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

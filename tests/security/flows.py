@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from firmware.identity import DeviceKey, sign_request
-from lambdas.dal import devices
+from tests import rawdb as devices
 from lambdas.handlers import device_api, owner_api
 from lambdas.logic import claims, invariants
 from lambdas.logic.manufacturing import mint_device

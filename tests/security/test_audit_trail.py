@@ -19,7 +19,7 @@ from lambdas.logic import claim_code
 from lambdas.logic.manufacturing import ACTOR_OPERATOR, mint_device, revoke_device
 from tests.security.flows import DEVICE_IP, Lab, assert_consistent, assert_no_new_problems, problems_now
 
-FIELDS = {"deviceId", "eventKey", "at", "action", "actor", "sourceIp", "detail", "expiresAt"}
+FIELDS = {"deviceId", "eventKey", "at", "action", "actor", "sourceIp", "ownership", "detail", "expiresAt"}
 
 
 def _trail(device_id: str) -> list[dict[str, Any]]:

@@ -52,7 +52,8 @@ SEQUENCES = {
         "DeleteThing",
         "TransactWriteItems",
     ],
-    "revoke": ["GetItem", "UpdateCertificate", "TransactWriteItems", "GetItem"],
+    # The sweep after the write: no other certificate on the thing, the recorded one REVOKED.
+    "revoke": ["GetItem", "UpdateCertificate", "TransactWriteItems", "ListThingPrincipals", "DescribeCertificate"],
     "release": [
         "GetItem",
         "UpdateCertificate",

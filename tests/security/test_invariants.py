@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from cli.main import cli
 from lambdas import constants as c
 from lambdas.adapters import iot
-from lambdas.dal import ddb, devices, pending
+from lambdas.dal import ddb, pending
+from tests import rawdb as devices
 from lambdas.logic import invariants
 from tests.security.flows import Lab, assert_consistent
 from tests.unit.lambdas.conftest import make_csr

@@ -213,9 +213,24 @@ class AwsEnv:
         return item
 
     def device(self, device_id: str) -> dict[str, Any] | None:
-        from lambdas.dal import devices
+        """The stored item as it is (not through Device), for assertions on attributes."""
+        from lambdas import config
+        from lambdas.dal import ddb
 
-        return devices.get(device_id, consistent=True)
+        return ddb.get(config.devices_table(), {"deviceId": device_id}, consistent=True)
+
+    def force(self, device_id: str, fields: dict[str, Any]) -> None:
+        """Change stored attributes behind the logic's back (a concurrent writer, or corruption)."""
+        from lambdas import config
+        from lambdas.dal import ddb
+
+        ddb.write(config.devices_table(), {"deviceId": device_id}, fields)
+
+    def force_delete(self, device_id: str) -> None:
+        from lambdas import config
+        from lambdas.dal import ddb
+
+        ddb.delete(config.devices_table(), {"deviceId": device_id})
 
     def audit_actions(self, device_id: str) -> list[str]:
         from lambdas.dal import audit

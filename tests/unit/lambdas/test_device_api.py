@@ -14,7 +14,7 @@ import pytest
 from lambdas import constants as c
 from lambdas.dal import devices
 from lambdas.handlers.device_api import handler
-from lambdas.logic.poll import iso
+from lambdas.domain.times import iso
 
 DEVICE = "lk-api0000000000000"
 POLL = "/v1/device/poll"
@@ -155,7 +155,7 @@ def test_unexpected_error_is_a_generic_500(aws, signed_event, device_key, monkey
     assert status == 500
     assert answer == {
         "error": "internal_error",
-        "message": "Something went wrong on our side. Please retry later.",
+        "message": "Something went wrong on our side. Please try again later.",
     }
     assert "RuntimeError" in caplog.text
 

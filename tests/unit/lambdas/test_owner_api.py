@@ -13,7 +13,7 @@ import pytest
 from lambdas import constants as c
 from lambdas import definitions
 from lambdas.handlers.owner_api import handler
-from lambdas.logic.owner import iso
+from lambdas.domain.times import iso
 from tests.unit.lambdas.conftest import owner_event
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -327,3 +327,13 @@ def test_handler_import_is_modest():
         "assert 'lambdas.adapters.iot' not in sys.modules and 'lambdas.models.device' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_owner_routes_are_declared_once_and_all_served():
+    """definitions.ROUTES is the one declaration: every route function is declared there (checked at
+    import by the decorator) and every declared owner route has a route function."""
+    from lambdas.handlers import owner_api
+
+    assert owner_api.REGISTERED == set(owner_api.OWNER_ROUTES)
+    with pytest.raises(LookupError):
+        owner_api.route("GET", "/v1/not-declared")

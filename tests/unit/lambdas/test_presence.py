@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from lambdas.domain.device import Device
 from lambdas.handlers.presence import handler
 from lambdas.logic import presence
 
@@ -48,6 +49,10 @@ def lifecycle_event(kind, thing=DEVICE, timestamp=T0, **extra):
     return event
 
 
+def status_of(item, now):
+    return Device.from_item(item).presence_status(now)
+
+
 @pytest.fixture
 def device(aws):
     aws.put_device(DEVICE, state="active", ownerId="owner-1", agent={"version": "1.0", "extra": "kept"})
@@ -70,17 +75,24 @@ def count_writes(aws):
     [(0, "online"), (89, "online"), (90, "away"), (599, "away"), (600, "offline"), (86400, "offline")],
 )
 def test_compute_from_last_seen(age_s, expected):
-    item = {"presence": {"status": "online", "lastSeen": "x"}, "lastSeenAt": T0}
-    assert presence.compute(item, now=T0 / 1000 + age_s) == (expected, "x")
+    item = {"deviceId": DEVICE, "state": "active", "presence": {"status": "online", "lastSeen": "x"}}
+    assert status_of({**item, "lastSeenAt": T0}, now=T0 / 1000 + age_s) == (expected, "x")
 
 
 def test_offline_at_once_after_an_explicit_offline():
-    item = {"presence": {"status": "offline", "lastSeen": "x"}, "lastSeenAt": T0}
-    assert presence.compute(item, now=T0 / 1000 + 1)[0] == "offline"
+    item = {"deviceId": DEVICE, "state": "active", "presence": {"status": "offline", "lastSeen": "x"}}
+    assert status_of({**item, "lastSeenAt": T0}, now=T0 / 1000 + 1)[0] == "offline"
 
 
 def test_never_seen_is_offline():
-    assert presence.compute({}, now=T0 / 1000) == ("offline", None)
+    assert status_of({"deviceId": DEVICE, "state": "active"}, now=T0 / 1000) == ("offline", None)
+
+
+@pytest.mark.parametrize("state", ["unclaimed", "claimed", "revoked"])
+def test_a_device_that_cannot_connect_is_never_online(state):
+    """Revoked (or released: unclaimed) devices keep their last presence, but never show it as online."""
+    item = {"deviceId": DEVICE, "state": state, "presence": {"status": "online", "lastSeen": "x"}}
+    assert status_of({**item, "lastSeenAt": T0}, now=T0 / 1000 + 1) == ("offline", "x")
 
 
 # --- status messages --------------------------------------------------------------------------------------
@@ -101,21 +113,19 @@ def test_status_message_updates_presence_and_agent(device):
 
 
 def test_the_owner_sees_it_online_then_away(device):
-    from lambdas.logic import owner
-
     now_ms = int(time.time() * 1000)
     handler(status_event(received_at=now_ms), None)
-    view = owner.view(device.device(DEVICE), now=now_ms / 1000 + 5)
+    view = Device.from_item(device.device(DEVICE)).owner_view(now_ms / 1000 + 5)
     assert (view["presence"], view["ip"], view["agentVersion"]) == ("online", "10.0.0.7", "1.4.0")
     assert view["lastSeen"].endswith("Z")
-    assert owner.view(device.device(DEVICE), now=now_ms / 1000 + 120)["presence"] == "away"
+    assert Device.from_item(device.device(DEVICE)).owner_view(now_ms / 1000 + 120)["presence"] == "away"
 
 
 def test_explicit_offline_status(device):
     handler(status_event(), None)
     handler(status_event(received_at=T0 + 1000, status="offline"), None)
     item = device.device(DEVICE)
-    assert presence.compute(item, now=T0 / 1000 + 2)[0] == "offline"
+    assert status_of(item, now=T0 / 1000 + 2)[0] == "offline"
 
 
 def test_older_message_is_not_written(device):
@@ -196,10 +206,10 @@ def test_connect_then_disconnect(device):
     assert handler(lifecycle_event("connected"), None)["result"] == "updated"
     item = device.device(DEVICE)
     assert item["presence"]["status"] == "online" and item["presence"]["ip"] == "203.0.113.8"
-    assert presence.compute(item, now=T0 / 1000 + 1)[0] == "online"
+    assert status_of(item, now=T0 / 1000 + 1)[0] == "online"
     handler(lifecycle_event("disconnected", timestamp=T0 + 5000), None)
     item = device.device(DEVICE)
-    assert presence.compute(item, now=T0 / 1000 + 6)[0] == "offline"
+    assert status_of(item, now=T0 / 1000 + 6)[0] == "offline"
     assert item["presence"]["ip"] == "203.0.113.8"  # the last known address stays
 
 

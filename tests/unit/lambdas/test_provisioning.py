@@ -51,7 +51,7 @@ def principals(aws, thing=DEVICE) -> list[str]:
 
 def assert_no_orphans(aws):
     """Every certificate in IoT is the one a device record names."""
-    recorded = {d.get("certificateId") for d in devices.list_all()}
+    recorded = {d.certificate_id for d in devices.list_all()}
     assert set(certificates(aws)) <= recorded
 
 
@@ -242,7 +242,7 @@ def test_attach_failure_leaves_nothing_and_the_next_poll_converges(aws, signed_e
 
 
 def test_record_write_failure_is_completed_by_the_next_poll(aws, signed_event, claimed, monkeypatch):
-    fail_once(monkeypatch, devices, "update")
+    fail_once(monkeypatch, devices, "transition")
     assert poll(signed_event, claimed)[0] == 500
     (left_behind,) = certificates(aws)  # attached and INACTIVE: the retry adopts it
     status, body = poll(signed_event, claimed)
@@ -276,7 +276,7 @@ def test_device_deleted_during_provisioning(aws, signed_event, claimed, monkeypa
 
     def attach_then_owner_deletes(thing, certificate_id):
         original(thing, certificate_id)
-        devices.delete(DEVICE)
+        aws.force_delete(DEVICE)
 
     monkeypatch.setattr(iot, "attach", attach_then_owner_deletes)
     assert poll(signed_event, claimed)[0] == 404
@@ -289,7 +289,7 @@ def test_device_revoked_during_provisioning(aws, signed_event, claimed, monkeypa
 
     def attach_then_owner_revokes(thing, certificate_id):
         original(thing, certificate_id)
-        devices.update(DEVICE, {"state": "revoked"})
+        aws.force(DEVICE, {"state": "revoked"})
 
     monkeypatch.setattr(iot, "attach", attach_then_owner_revokes)
     assert poll(signed_event, claimed)[0] == 403
@@ -303,7 +303,7 @@ def test_revoked_during_ack_undoes_the_activation(aws, signed_event, claimed, mo
 
     def activate_then_owner_revokes(cid):
         original(cid)
-        devices.update(DEVICE, {"state": "revoked"})
+        aws.force(DEVICE, {"state": "revoked"})
 
     monkeypatch.setattr(iot, "activate_certificate", activate_then_owner_revokes)
     assert ack(signed_event, claimed, certificate_id)[0] == 403
@@ -365,7 +365,7 @@ def test_ensure_thing_is_idempotent(aws):
 
 def test_provision_requires_ca_pem(aws, claimed, monkeypatch):
     monkeypatch.delenv("LATCHKEY_CA_PEM")
-    device = aws.device(DEVICE)
+    device = devices.get(DEVICE)
     with pytest.raises(RuntimeError):
         provisioning.provision(device, make_csr(claimed), now=time.time())
     assert certificates(aws) == {}

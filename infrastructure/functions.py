@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,14 @@ def lambda_code(settings: Settings) -> lambda_.Code:
     )
 
 
+@dataclass(frozen=True)
+class IotNames:
+    """The stack's own device policy and thing type (CloudFormation-generated names, infrastructure/iot.py)."""
+
+    policy: str
+    thing_type: str
+
+
 class Functions(Construct):
     """One arm64 Python Lambda per `definitions.FUNCTIONS` entry, each with its own least-privilege role."""
 
@@ -162,6 +171,7 @@ class Functions(Construct):
         *,
         settings: Settings,
         tables: dict[str, dynamodb.Table],
+        iot_names: IotNames,
         user_pool_id: str,
         user_pool_client_id: str,
     ) -> None:
@@ -194,8 +204,8 @@ class Functions(Construct):
         environment = {
             c.ENV_SECRETS_ARN: self.secret.secret_arn,
             c.ENV_CERT_MODE: settings.cert_mode,
-            c.ENV_IOT_POLICY_NAME: definitions.POLICY_NAME,
-            c.ENV_THING_TYPE_NAME: definitions.THING_TYPE_NAME,
+            c.ENV_IOT_POLICY_NAME: iot_names.policy,
+            c.ENV_THING_TYPE_NAME: iot_names.thing_type,
             c.ENV_IOT_ENDPOINT: settings.iot_endpoint,
             c.ENV_CA_PEM: AMAZON_ROOT_CA_PEM,  # IoT Core's ATS endpoints chain to these roots
             c.ENV_USER_POOL_ID: user_pool_id,
@@ -248,7 +258,7 @@ class Functions(Construct):
                     )
             if spec.logical_id in READS_SECRET:
                 self.secret.grant_read(role)
-            self._grant_iot(role, spec.logical_id, settings)
+            self._grant_iot(role, spec.logical_id, settings, iot_names)
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",
@@ -260,7 +270,7 @@ class Functions(Construct):
             self.functions[spec.logical_id] = function
             self.log_groups[spec.logical_id] = log_group
 
-    def _grant_iot(self, role: iam.Role, function: str, settings: Settings) -> None:
+    def _grant_iot(self, role: iam.Role, function: str, settings: Settings, names: IotNames) -> None:
         stack = Stack.of(self)
         actions = IOT_ACTIONS.get(function, ())
         publishes = function in PUBLISHES_COMMANDS
@@ -289,8 +299,8 @@ class Functions(Construct):
                     resources=[
                         things,
                         certs,
-                        arn("thingtype", definitions.THING_TYPE_NAME),
-                        arn("policy", definitions.POLICY_NAME),
+                        arn("thingtype", names.thing_type),
+                        arn("policy", names.policy),
                     ],
                 )
             )

@@ -205,10 +205,9 @@ class Web(Construct):
             synthesizer = stack.synthesizer
             if isinstance(synthesizer, DefaultStackSynthesizer):
                 qualifier = synthesizer.bootstrap_qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER
-                acknowledge(
+                acknowledge_wildcard_resource(
                     handler,
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::"
-                    f"cdk-{qualifier}-assets-<AWS::AccountId>-<AWS::Region>/*]",
+                    f"arn:{stack.partition}:s3:::cdk-{qualifier}-assets-{stack.account}-{stack.region}/*",
                     "The deployment provider reads the zipped page from the CDK bootstrap asset bucket of this "
                     "account and region; asset object keys are content hashes known only at synth time.",
                 )

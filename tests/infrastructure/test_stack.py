@@ -233,8 +233,9 @@ def test_functions_match_definitions(synth: Synth) -> None:
             c.ENV_PRODUCT_NAME,
         ):
             assert name in env, f"{spec.logical_id}: {name}"
-        assert env[c.ENV_IOT_POLICY_NAME] == definitions.POLICY_NAME
-        assert env[c.ENV_THING_TYPE_NAME] == definitions.THING_TYPE_NAME
+        # The stack's own (CloudFormation-named) policy and thing type, not the local cloud's fixed names.
+        assert env[c.ENV_IOT_POLICY_NAME] == {"Ref": synth.logical_id("Iot/DevicePolicy")}
+        assert env[c.ENV_THING_TYPE_NAME] == {"Ref": synth.logical_id("Iot/ThingType")}
         assert env[c.ENV_CERT_MODE] in ("aws", "own-ca")
         assert "BEGIN CERTIFICATE" in env[c.ENV_CA_PEM]
         assert len(json.dumps(env)) < 4096, "Lambda's 4 KB environment limit"
@@ -411,7 +412,8 @@ def test_user_pool(template: Template) -> None:
 
 def test_device_policy_uses_thing_name_variables(synth: Synth) -> None:
     (policy,) = synth.resources("AWS::IoT::Policy").values()
-    assert policy["Properties"]["PolicyName"] == definitions.POLICY_NAME
+    assert "PolicyName" not in policy["Properties"], "CloudFormation names it after the stack"
+    assert policy["DeletionPolicy"] == "Retain" and policy["UpdateReplacePolicy"] == "Retain"
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     actions = {s["Action"]: s for s in statements}
     assert set(actions) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
@@ -425,17 +427,22 @@ def test_device_policy_uses_thing_name_variables(synth: Synth) -> None:
             assert "topic/#" not in text and "topicfilter/#" not in text
 
 
-def test_thing_type_and_presence_rules(synth: Synth, template: Template) -> None:
-    template.has_resource_properties("AWS::IoT::ThingType", {"ThingTypeName": definitions.THING_TYPE_NAME})
+def test_thing_type_and_presence_rules(synth: Synth) -> None:
+    (thing_type_id, thing_type) = next(iter(synth.resources("AWS::IoT::ThingType").items()))
+    assert "ThingTypeName" not in thing_type["Properties"] and thing_type["DeletionPolicy"] == "Retain"
     rules = synth.resources("AWS::IoT::TopicRule")
-    sources = {r["Properties"]["TopicRulePayload"]["Sql"].rsplit("FROM ", 1)[1] for r in rules.values()}
+    sqls = {_render(r["Properties"]["TopicRulePayload"]["Sql"]) for r in rules.values()}
+    sources = {sql.split("FROM ", 1)[1].split(" WHERE ")[0] for sql in sqls}
     assert sources == {f"'{c.TOPIC_STATUS_FILTER}'", "'$aws/events/presence/+/+'"}
+    for sql in sqls:  # only this stack's things: their registry entry names this stack's thing type
+        assert sql.endswith(f".thingTypeName = '<{thing_type_id}>'"), sql
+        assert "get_registry_data('DescribeThing', " in sql
     presence = synth.logical_id("Functions/Presence")
     permissions = synth.resources("AWS::Lambda::Permission").values()
     for rule_id, rule in rules.items():
         payload = rule["Properties"]["TopicRulePayload"]
         assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [presence, "Arn"]}}}]
-        assert "topic() AS topic" in payload["Sql"] and "ErrorAction" in payload
+        assert "topic() AS topic" in _render(payload["Sql"]) and "ErrorAction" in payload
         assert any(
             p["Properties"]["Principal"] == "iot.amazonaws.com"
             and p["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
@@ -511,6 +518,8 @@ def _render(value: Any) -> str:
         return delimiter.join(_render(item) for item in items)
     if "Ref" in value:
         return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
     raise AssertionError(f"unexpected intrinsic {value}")
 
 

@@ -14,6 +14,7 @@ from aws_cdk import (
     ArnFormat,
     AssetHashType,
     BundlingOptions,
+    CustomResource,
     Duration,
     ILocalBundling,
     RemovalPolicy,
@@ -39,15 +40,22 @@ REQUIREMENTS = "lambdas/requirements.txt"
 
 # The asset is the repository root filtered down to `lambdas/` (handler strings are "lambdas.handlers...").
 # Excluding everything else also keeps fingerprinting fast (.venv, node_modules, cdk.out are never read).
+# The deploy-time custom resources (infrastructure/custom_resources) ride along: they reuse lambdas.adapters.
+ASSET_SOURCES = ("lambdas", "infrastructure/__init__.py", "infrastructure/custom_resources")
 ASSET_EXCLUDE = [
     "*",
     ".*",
     "!lambdas",
     "!lambdas/**",
+    "!infrastructure",
+    "!infrastructure/__init__.py",
+    "!infrastructure/custom_resources",
+    "!infrastructure/custom_resources/**",
     "**/__pycache__",
     "**/*.pyc",
     "**/.*",
 ]
+SETUP_HANDLER = "infrastructure.custom_resources.service_setup.handler"
 
 AMAZON_ROOT_CA_PEM = (Path(__file__).parent / "amazon-root-ca.pem").read_text()
 
@@ -122,12 +130,18 @@ class LocalPipBundling:
                     child.unlink()
             return False
         shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts of the deps: useless in Lambda
-        shutil.copytree(
-            self.root / "lambdas",
-            out / "lambdas",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
-            dirs_exist_ok=True,
-        )
+        for source in ASSET_SOURCES:
+            target = out / source
+            if (self.root / source).is_dir():
+                shutil.copytree(
+                    self.root / source,
+                    target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+                    dirs_exist_ok=True,
+                )
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.root / source, target)
         return True
 
 
@@ -146,8 +160,8 @@ def lambda_code(settings: Settings) -> lambda_.Code:
             command=[
                 "bash",
                 "-c",
-                f"python {docker_pip} --no-cache-dir && cp -r lambdas /asset-output/ "
-                "&& find /asset-output/lambdas -name __pycache__ -prune -exec rm -rf {} +",
+                f"python {docker_pip} --no-cache-dir && cp -r --parents {' '.join(ASSET_SOURCES)} /asset-output/ "
+                "&& find /asset-output -name __pycache__ -prune -exec rm -rf {} +",
             ],
         ),
     )
@@ -201,6 +215,9 @@ class Functions(Construct):
             "procedure (docs/deploy.md). Access is limited to the two API functions' roles.",
         )
 
+        code = lambda_code(settings)  # one asset for the service's functions and the setup function
+        self.setup = self._service_setup(settings, code)
+
         environment = {
             c.ENV_SECRETS_ARN: self.secret.secret_arn,
             c.ENV_CERT_MODE: settings.cert_mode,
@@ -215,7 +232,6 @@ class Functions(Construct):
             "POWERTOOLS_SERVICE_NAME": "latchkey",
         }
         table_env = {spec.logical_id: spec.env_var for spec in definitions.TABLES}
-        code = lambda_code(settings)
 
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -258,6 +274,8 @@ class Functions(Construct):
                     )
             if spec.logical_id in READS_SECRET:
                 self.secret.grant_read(role)
+                # originVerify and the own CA are in the secret before the first request.
+                function.node.add_dependency(self.setup)
             self._grant_iot(role, spec.logical_id, settings, iot_names)
             acknowledge(
                 role,
@@ -269,6 +287,71 @@ class Functions(Construct):
             )
             self.functions[spec.logical_id] = function
             self.log_groups[spec.logical_id] = log_group
+
+    def _service_setup(self, settings: Settings, code: lambda_.Code) -> CustomResource:
+        """Custom::LatchkeyServiceSetup (infrastructure/custom_resources/service_setup.py), run each deploy."""
+        log_group = logs.LogGroup(self, "ServiceSetupLogs", removal_policy=RemovalPolicy.DESTROY)
+        log_group.node.default_child.retention_in_days = settings.log_retention_days  # type: ignore[union-attr]
+        role = iam.Role(
+            self,
+            "ServiceSetupRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Latchkey deploy-time setup: complete the service secret, register the own CA",
+        )
+        log_group.grant_write(role)
+        self.secret.grant_read(role)
+        self.secret.grant_write(role)
+        if settings.cert_mode == "own-ca":
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="RegisterOwnCa", actions=["iot:RegisterCACertificate"], resources=["*"]
+                )
+            )
+            ca_certs = Stack.of(self).format_arn(
+                service="iot", resource="cacert", resource_name="*", arn_format=ArnFormat.SLASH_RESOURCE_NAME
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="FindOwnCa", actions=["iot:DescribeCACertificate"], resources=[ca_certs]
+                )
+            )
+            acknowledge_wildcard_resource(
+                role,
+                ca_certs,
+                "The setup looks up the CA it registered earlier by its id (recorded in the secret), which IoT "
+                "assigns at registration; read-only, this account and region.",
+            )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "iot:RegisterCACertificate has no resource-level permissions (the CA certificate does not "
+                "exist before the call); the function runs only during deployments.",
+            )
+        function = lambda_.Function(
+            self,
+            "ServiceSetup",
+            description="Latchkey deploy-time setup (custom resource): service secret and own CA",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=SETUP_HANDLER,
+            code=code,
+            memory_size=256,
+            timeout=Duration.seconds(60),
+            role=role,
+            log_group=log_group,
+            environment={"LATCHKEY_LOG_LEVEL": settings.log_level},
+        )
+        return CustomResource(
+            self,
+            "ServiceSetupResource",
+            service_token=function.function_arn,
+            resource_type="Custom::LatchkeyServiceSetup",
+            properties={
+                "SecretArn": self.secret.secret_arn,
+                "CertMode": settings.cert_mode,
+                "CaGeneration": str(settings.ca_generation),
+            },
+        )
 
     def _grant_iot(self, role: iam.Role, function: str, settings: Settings, names: IotNames) -> None:
         stack = Stack.of(self)

@@ -50,6 +50,7 @@ class Settings:
     # IoT Core logging is one setting per account and region: exactly one stack there may own it.
     iot_logging: bool = True
     iot_log_level: str = "WARN"  # WARN includes ERROR: failed connects and authorization denials
+    ca_generation: int = 1  # own-CA mode: raise it to roll the CA over (docs/deploy.md)
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -75,4 +76,5 @@ class Settings:
             web_dir=web_dir if web_dir.is_absolute() else REPO_ROOT / web_dir,
             iot_logging=_flag(get("iotLogging"), True),
             iot_log_level=iot_log_level,
+            ca_generation=int(get("caGeneration") or 1),
         )

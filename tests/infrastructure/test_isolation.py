@@ -139,8 +139,12 @@ def collisions(templates: dict[str, dict[str, Any]]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    # The second stack leaves IoT logging (one setting per account and region) to the first.
-    return _synth(tmp_path_factory.mktemp("two-stacks"), {"stackName": STAGING, "iotLogging": False})
+    # The second stack leaves IoT logging (one setting per account and region) to the first, and runs in
+    # own-CA mode (so that mode's template is checked too).
+    return _synth(
+        tmp_path_factory.mktemp("two-stacks"),
+        {"stackName": STAGING, "iotLogging": False, "certMode": "own-ca"},
+    )
 
 
 def test_two_stacks_in_one_account_share_no_physical_name(two_stacks: dict[str, dict[str, Any]]) -> None:
@@ -172,3 +176,13 @@ def test_stack_name_comes_from_context() -> None:
     for bad in ("1stack", "has_underscore", "x" * 65):
         with pytest.raises(ValueError, match="stackName"):
             stack_name(App(context={"stackName": bad}))
+
+
+def test_own_ca_mode_grants_only_what_the_setup_and_device_api_call(
+    two_stacks: dict[str, dict[str, Any]],
+) -> None:
+    text = {name: json.dumps(t["Resources"]) for name, t in two_stacks.items()}
+    for action in ("iot:RegisterCACertificate", "iot:RegisterCertificate"):
+        assert f'"{action}"' in text[STAGING] and f'"{action}"' not in text[STACK_NAME], action
+    assert '"iot:CreateCertificateFromCsr"' in text[STACK_NAME]
+    assert '"iot:CreateCertificateFromCsr"' not in text[STAGING]

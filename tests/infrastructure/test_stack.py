@@ -37,6 +37,7 @@ ALLOWED_STAR_ACTIONS = {
     "iot:DescribeEndpoint": "no resource type in IAM; the functions look up the iot:Data-ATS endpoint",
     "iot:CreateCertificateFromCsr": "no resource type: the certificate does not exist before the call",
     "iot:RegisterCertificate": "no resource type (own-CA mode); same reason",
+    "iot:RegisterCACertificate": "no resource type (own-CA setup, deploy time only); same reason",
     "cloudfront:CreateInvalidation": "CDK BucketDeployment provider, deploy time only",
     "cloudfront:GetInvalidation": "CDK BucketDeployment provider, deploy time only",
 }
@@ -255,9 +256,28 @@ def test_function_asset_ships_only_lambdas(synth: Synth) -> None:
     key = code["S3Key"]
     asset_hash = key.split(".")[0]
     staged = synth.outdir / assets[asset_hash]["source"]["path"]
-    assert sorted(p.name for p in staged.iterdir()) == ["lambdas"]
+    assert sorted(p.name for p in staged.iterdir()) == ["infrastructure", "lambdas"]
+    # Of infrastructure/, only the deploy-time custom resources (no CDK code, no cdk-nag).
+    assert sorted(p.name for p in (staged / "infrastructure").iterdir()) == [
+        "__init__.py",
+        "custom_resources",
+    ]
     assert (staged / "lambdas" / "definitions.py").exists()
+    assert (staged / "lambdas" / "requirements.lock").exists(), "the lock is part of the asset hash"
     assert not list(staged.rglob("__pycache__"))
+
+
+def test_service_setup_runs_before_the_functions(synth: Synth) -> None:
+    """Custom::LatchkeyServiceSetup completes the secret (originVerify, own CA) before any request."""
+    (setup_id, setup) = next(iter(synth.resources("Custom::LatchkeyServiceSetup").items()))
+    secret = synth.logical_id("Functions/ServiceSecret")
+    assert setup["Properties"]["SecretArn"] == {"Ref": secret}
+    assert setup["Properties"]["CertMode"] == CONTEXT["certMode"]
+    functions = synth.resources("AWS::Lambda::Function")
+    handler = functions[synth.logical_id("Functions/ServiceSetup")]["Properties"]["Handler"]
+    assert callable(_resolve_handler(handler))
+    for name in ("DeviceApi", "OwnerApi"):
+        assert setup_id in functions[synth.logical_id(f"Functions/{name}")].get("DependsOn", []), name
 
 
 def test_table_grants_follow_function_tables(synth: Synth) -> None:

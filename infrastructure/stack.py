@@ -18,6 +18,7 @@ from infrastructure.iot import Iot
 from infrastructure.monitoring import Monitoring
 from infrastructure.settings import Settings
 from infrastructure.web import Web
+from lambdas import constants as c
 
 STACK_NAME = "LatchkeyStack"  # the default; `-c stackName=LatchkeyStaging` deploys a second one beside it
 # CloudFormation's stack-name rule, shortened so that names derived from it stay within IoT's 128 characters.
@@ -60,9 +61,15 @@ class LatchkeyStack(Stack):
             "Web",
             settings=settings,
             api_domain_name=self.api.domain_name,
+            # A CloudFormation dynamic reference: resolved at deploy time, never in the template.
+            origin_verify=self.functions.secret.secret_value_from_json(
+                c.SECRET_ORIGIN_VERIFY_KEY
+            ).unsafe_unwrap(),
             user_pool_id=self.auth.user_pool.user_pool_id,
             user_pool_client_id=self.auth.client.user_pool_client_id,
         )
+        # The dynamic reference needs the originVerify key, which the setup custom resource adds.
+        self.web.distribution.node.add_dependency(self.functions.setup)
         self.monitoring = Monitoring(
             self,
             "Monitoring",

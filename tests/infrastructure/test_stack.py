@@ -523,10 +523,43 @@ def test_cloudfront_uses_oac_and_routes_the_api(synth: Synth, template: Template
     assert "CustomOriginConfig" in origins[api["TargetOriginId"]]
     assert origins[api["TargetOriginId"]]["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
     assert set(api["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
-    assert api["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
-    # Managed-AllViewerExceptHostHeader: forwards Authorization (caching is off) and the X-* device headers.
-    assert api["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
     assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_the_api_behind_cloudfront_sees_the_viewer_address(synth: Synth) -> None:
+    """Issue 14 item 4: CloudFront forwards its own CloudFront-Viewer-Address and proves itself with the
+    origin-verify header, whose value is a dynamic reference to the service secret's originVerify key."""
+    (distribution,) = synth.resources("AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    api = {b["PathPattern"]: b for b in config["CacheBehaviors"]}["/v1/*"]
+    origin = {o["Id"]: o for o in config["Origins"]}[api["TargetOriginId"]]
+    (header,) = origin["OriginCustomHeaders"]
+    assert header["HeaderName"] == c.HEADER_ORIGIN_VERIFY
+    secret = synth.logical_id("Functions/ServiceSecret")
+    assert _render(header["HeaderValue"]) == (
+        f"{{{{resolve:secretsmanager:<{secret}>:SecretString:{c.SECRET_ORIGIN_VERIFY_KEY}::}}}}"
+    )
+    (setup_id,) = synth.resources("Custom::LatchkeyServiceSetup")
+    assert setup_id in distribution["DependsOn"], "the key exists before CloudFront resolves it"
+
+    request_policy = synth.resources("AWS::CloudFront::OriginRequestPolicy")[
+        api["OriginRequestPolicyId"]["Ref"]
+    ]
+    headers = request_policy["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"]
+    assert headers["HeaderBehavior"] == "whitelist"
+    forwarded = {h.lower() for h in headers["Headers"]}
+    assert c.HEADER_VIEWER_ADDRESS in forwarded
+    assert {c.HEADER_DEVICE_ID, c.HEADER_TIMESTAMP, c.HEADER_SIGNATURE, "content-type"} <= forwarded
+    assert not forwarded & {"host", "x-forwarded-for", c.HEADER_ORIGIN_VERIFY}
+
+    cache_policy = synth.resources("AWS::CloudFront::CachePolicy")[api["CachePolicyId"]["Ref"]]
+    cache = cache_policy["Properties"]["CachePolicyConfig"]
+    assert (cache["DefaultTTL"], cache["MinTTL"]) == (0, 0) and cache["MaxTTL"] <= 1
+    key = cache["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["HeadersConfig"] == {"HeaderBehavior": "whitelist", "Headers": ["Authorization"]}
+    errors = {e["ErrorCode"]: e for e in config["CustomErrorResponses"]}
+    assert all(e["ErrorCachingMinTTL"] == 0 and "ResponsePagePath" not in e for e in errors.values())
+    assert {403, 404, 500, 503} <= set(errors)
 
 
 def _render(value: Any) -> str:

@@ -23,8 +23,10 @@ from aws_cdk import (
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infrastructure.nag import acknowledge, acknowledge_wildcard_resource
@@ -36,7 +38,9 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
 PIP_PYTHON_VERSION = "3.14"
-REQUIREMENTS = "lambdas/requirements.txt"
+# What the asset installs: the hash-locked pins of lambdas/requirements.txt (`make lock`). The lock lives in
+# lambdas/, so it is part of the asset hash: a new pin is a new asset.
+REQUIREMENTS = "lambdas/requirements.lock"
 
 # The asset is the repository root filtered down to `lambdas/` (handler strings are "lambdas.handlers...").
 # Excluding everything else also keeps fingerprinting fast (.venv, node_modules, cdk.out are never read).
@@ -80,7 +84,9 @@ ISSUE_ACTION = {"aws": "iot:CreateCertificateFromCsr", "own-ca": "iot:RegisterCe
 ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
-READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; own-CA key pair
+READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
+# Lambda's retries of an asynchronous (IoT rule) invocation before the event goes to the failure queue.
+PRESENCE_ASYNC_RETRIES = 2
 
 
 def _pip_command(target: str, requirements: str) -> list[str]:
@@ -98,6 +104,7 @@ def _pip_command(target: str, requirements: str) -> list[str]:
         "--python-version",
         PIP_PYTHON_VERSION,
         "--only-binary=:all:",
+        "--require-hashes",
         "--target",
         target,
         "-r",
@@ -287,6 +294,30 @@ class Functions(Construct):
             )
             self.functions[spec.logical_id] = function
             self.log_groups[spec.logical_id] = log_group
+        self.presence_failures = self._presence_failure_destination(self.functions["Presence"])
+
+    def _presence_failure_destination(self, presence: lambda_.Function) -> sqs.Queue:
+        """IoT rules invoke Presence asynchronously: events that still fail after Lambda's retries (or grow
+        too old) land in this queue instead of vanishing; an alarm watches it (monitoring.py)."""
+        queue = sqs.Queue(
+            self,
+            "PresenceFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the failure destination of the asynchronously invoked Presence function; "
+            "nothing consumes it automatically, so it needs no dead-letter queue of its own.",
+        )
+        presence.configure_async_invoke(
+            on_failure=destinations.SqsDestination(queue),
+            retry_attempts=PRESENCE_ASYNC_RETRIES,
+            max_event_age=Duration.hours(1),
+        )
+        return queue
 
     def _service_setup(self, settings: Settings, code: lambda_.Code) -> CustomResource:
         """Custom::LatchkeyServiceSetup (infrastructure/custom_resources/service_setup.py), run each deploy."""

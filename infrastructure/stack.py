@@ -76,6 +76,9 @@ class LatchkeyStack(Stack):
             settings=settings,
             functions=self.functions.functions,
             http_api=self.api.http_api,
+            tables=self.data.tables,
+            rules=self.iot.rules,
+            presence_failures=self.functions.presence_failures,
         )
 
         for construct in self.node.find_all():
@@ -101,6 +104,12 @@ class LatchkeyStack(Stack):
         for logical_id, table in self.data.tables.items():
             CfnOutput(self, f"{logical_id}TableName", value=table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "PresenceFailuresQueueUrl",
+            value=self.functions.presence_failures.queue_url,
+            description="Presence events that failed after Lambda's retries",
+        )
 
 
 def add_checks(app: App) -> None:

@@ -166,6 +166,11 @@ def test_iot_logging_is_owned_by_one_stack(tmp_path: Path, two_stacks: dict[str,
     """IoT logging is an account setting: with it on in both stacks, the check reports the clash."""
     kinds = {name: {r["Type"] for r in t["Resources"].values()} for name, t in two_stacks.items()}
     assert "AWS::IoT::Logging" in kinds[STACK_NAME] and "AWS::IoT::Logging" not in kinds[STAGING]
+    # The account-wide IoT auth-failure alarm goes with it: one alarm per account, not one per stack.
+    auth_alarms = {
+        name: json.dumps(t["Resources"]).count('"Connect.AuthNError"') for name, t in two_stacks.items()
+    }
+    assert auth_alarms == {STACK_NAME: 1, STAGING: 0}
     both_on = _synth(tmp_path, {"stackName": STAGING})
     assert any(c.startswith("AWS::IoT::Logging AccountId") for c in collisions(both_on))
 

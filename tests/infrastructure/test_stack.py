@@ -602,18 +602,68 @@ def test_site_config_has_the_local_cloud_keys(synth: Synth) -> None:
 # --- monitoring --------------------------------------------------------------------------------------
 
 
+def _alarm_metrics(alarm: dict[str, Any]) -> set[str]:
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return {props["MetricName"]}
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in props["Metrics"] if "MetricStat" in m}
+
+
 def test_alarms(synth: Synth) -> None:
     alarms = synth.resources("AWS::CloudWatch::Alarm").values()
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for alarm in alarms:
-        by_metric.setdefault(alarm["Properties"]["MetricName"], []).append(alarm["Properties"])
+        for metric in _alarm_metrics(alarm):
+            by_metric.setdefault(metric, []).append(alarm["Properties"])
         assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
+        assert alarm["Properties"]["AlarmDescription"].startswith("Latchkey ")
     assert len(by_metric["Errors"]) == len(definitions.FUNCTIONS)
     assert len(by_metric["Throttles"]) == len(definitions.FUNCTIONS)
     assert len(by_metric["5xx"]) == 1
+    # DynamoDB: one alarm per table over read + write throttle events.
+    assert (
+        len(by_metric["ReadThrottleEvents"])
+        == len(by_metric["WriteThrottleEvents"])
+        == len(definitions.TABLES)
+    )
+    # IoT rule failures, one per rule, by the rule's (generated) name.
+    failures = by_metric["Failure"]
+    assert sorted(json.dumps(a["Dimensions"], sort_keys=True) for a in failures) == sorted(
+        json.dumps([{"Name": "ActionType", "Value": "Lambda"}, {"Name": "RuleName", "Value": {"Ref": rule}}])
+        for rule in synth.resources("AWS::IoT::TopicRule")
+    )
+    # Account-wide IoT authN/authZ failures (this stack owns IoT logging), and the presence failure queue.
+    (auth,) = [a for a in alarms if {"Connect.AuthNError", "Connect.AuthZError"} <= _alarm_metrics(a)]
+    assert {"PublishIn.AuthZError", "Subscribe.AuthZError"} <= _alarm_metrics(auth)
+    (queue,) = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert queue["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": [synth.logical_id("Functions/PresenceFailures"), "QueueName"]
+    }
     (topic,) = synth.resources("AWS::SNS::Topic")
     policies = json.dumps(synth.resources("AWS::SNS::TopicPolicy"))
     assert topic in policies and "aws:SecureTransport" in policies
+
+
+def test_presence_failures_have_a_destination(synth: Synth) -> None:
+    """IoT rules invoke Presence asynchronously; what still fails after Lambda's retries is kept."""
+    (config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": synth.logical_id("Functions/Presence")}
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [synth.logical_id("Functions/PresenceFailures"), "Arn"]
+    }
+    assert props["MaximumRetryAttempts"] == 2
+    queue = synth.resources("AWS::SQS::Queue")[synth.logical_id("Functions/PresenceFailures")]
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_iot_core_logging(synth: Synth) -> None:
+    (logging,) = synth.resources("AWS::IoT::Logging").values()
+    assert logging["Properties"]["DefaultLogLevel"] == "WARN"
+    assert logging["Properties"]["AccountId"] == {"Ref": "AWS::AccountId"}
+    role = synth.resources("AWS::IAM::Role")[logging["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    text = json.dumps(role["Properties"])
+    assert "iot.amazonaws.com" in text and "log-group:AWSIotLogsV2:*" in text
 
 
 def test_outputs(template: Template) -> None:

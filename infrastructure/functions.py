@@ -85,6 +85,14 @@ ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
 READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
+# The audit trail is append-only for the functions: they write and read events, never change or delete
+# one (expiry is DynamoDB's TTL). Operators' tools (`latchkey doctor`) use their own credentials.
+APPEND_ONLY_TABLES: dict[str, tuple[str, ...]] = {
+    "AuditEvents": ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable"),
+}
+# MQTT client ids are thing names (the device policy allows no other): release/revoke/delete drop the
+# device's live connection (iot-data DeleteConnection).
+DISCONNECTS_DEVICES = ("OwnerApi",)
 # Lambda's retries of an asynchronous (IoT rule) invocation before the event goes to the failure queue.
 PRESENCE_ASYNC_RETRIES = 2
 
@@ -271,7 +279,10 @@ class Functions(Construct):
                 },
             )
             for name in spec.tables:
-                tables[name].grant_read_write_data(role)
+                if name in APPEND_ONLY_TABLES:
+                    tables[name].grant(role, *APPEND_ONLY_TABLES[name])
+                else:
+                    tables[name].grant_read_write_data(role)
                 if definitions_table(name).indexes:
                     acknowledge_wildcard_resource(
                         role,
@@ -441,6 +452,20 @@ class Functions(Construct):
             )
             if not actions:
                 acknowledge_wildcard_resource(role, things, things_reason)
+        if function in DISCONNECTS_DEVICES:
+            clients = arn("client", f"{c.DEVICE_ID_PREFIX}*")
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DisconnectDevices", actions=["iot:DeleteConnection"], resources=[clients]
+                )
+            )
+            acknowledge_wildcard_resource(
+                role,
+                clients,
+                "Drops the live MQTT connection of a device being revoked, released or deleted; MQTT client "
+                f"ids are device ids known only at run time, limited to the '{c.DEVICE_ID_PREFIX}' prefix in "
+                "this account and region, and ownership is checked in DynamoDB first.",
+            )
         if publishes:
             commands = definitions.device_topics("*")["commands"]
             topic = arn("topic", commands)

@@ -318,6 +318,57 @@ def test_no_unreasoned_star_resources(synth: Synth) -> None:
         assert not any(a.endswith("*") for a in _as_list(statement["Action"])), logical_id
 
 
+def _role_statements(synth: Synth, function: str) -> list[dict[str, Any]]:
+    role = synth.logical_id(f"Functions/{function}Role")
+    return [
+        statement
+        for policy in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_no_function_may_change_or_delete_audit_events(synth: Synth) -> None:
+    audit = synth.logical_id("Data/AuditEvents")
+    for spec in definitions.FUNCTIONS:
+        for statement in _role_statements(synth, spec.logical_id):
+            if f'"{audit}"' not in json.dumps(statement.get("Resource")):
+                continue
+            actions = set(_as_list(statement["Action"]))
+            assert actions <= {
+                "dynamodb:PutItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:DescribeTable",
+            }, (
+                spec.logical_id,
+                sorted(actions),
+            )
+    writers = [
+        s for s in _role_statements(synth, "DeviceApi") if f'"{audit}"' in json.dumps(s.get("Resource"))
+    ]
+    assert writers and "dynamodb:PutItem" in json.dumps(writers), "the trail is still written"
+
+
+def test_owner_api_may_disconnect_only_device_clients(synth: Synth) -> None:
+    (statement,) = [
+        s for s in _role_statements(synth, "OwnerApi") if "iot:DeleteConnection" in _as_list(s["Action"])
+    ]
+    assert _as_list(statement["Action"]) == ["iot:DeleteConnection"]
+    assert _render(statement["Resource"]) == (
+        f"arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:client/{c.DEVICE_ID_PREFIX}*"
+    )
+    device_api = json.dumps(_role_statements(synth, "DeviceApi"))
+    assert "iot:DeleteConnection" not in device_api
+
+
+def test_arns_follow_the_partition(synth: Synth) -> None:
+    """aws-cn and aws-us-gov deployments: no ARN in the template names the aws partition literally."""
+    assert '"arn:aws:' not in json.dumps(synth.template["Resources"])
+    text = json.dumps(synth.resources("AWS::IoT::Policy"))
+    assert "arn:aws:" not in text and '{"Ref": "AWS::Partition"}' in text
+
+
 def test_iot_permissions_are_scoped(synth: Synth) -> None:
     text = json.dumps(_statements(synth))
     assert f":thing/{c.DEVICE_ID_PREFIX}*" in text
@@ -423,8 +474,13 @@ def test_user_pool(template: Template) -> None:
             "GenerateSecret": False,
             "ExplicitAuthFlows": Match.array_with(["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]),
             "PreventUserExistenceErrors": "ENABLED",
+            # No hosted-UI OAuth: no implicit grant, no callback URL (CDK's default is https://example.com).
+            "AllowedOAuthFlowsUserPoolClient": False,
+            "AllowedOAuthFlows": Match.absent(),
+            "CallbackURLs": Match.absent(),
         },
     )
+    assert "example.com" not in json.dumps(template.to_json()["Resources"])
 
 
 # --- iot ---------------------------------------------------------------------------------------------

@@ -27,11 +27,13 @@ API_5XX_THRESHOLD = 5  # per 5 minutes; a single 5xx is noise, a handful is an i
 # IoT authN/authZ failures per 5 minutes, account-wide. Internet scanners and a device with a revoked
 # certificate retrying produce a few; a stream of them is an attack or a fleet-wide credential problem.
 IOT_AUTH_FAILURE_THRESHOLD = 20
+# AWS/IoT metric names (docs/deploy.md cites the metrics page): authentication of connections, then the
+# message broker's authorization failures of CONNECT, PUBLISH and SUBSCRIBE.
 IOT_AUTH_METRICS = {
-    "authn": "Connect.AuthNError",
-    "connectAuthz": "Connect.AuthZError",
-    "publishAuthz": "PublishIn.AuthZError",
-    "subscribeAuthz": "Subscribe.AuthZError",
+    "authn": "Connection.AuthNError",
+    "connectAuthz": "Connect.AuthError",
+    "publishAuthz": "PublishIn.AuthError",
+    "subscribeAuthz": "Subscribe.AuthError",
 }
 
 

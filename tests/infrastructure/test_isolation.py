@@ -168,7 +168,7 @@ def test_iot_logging_is_owned_by_one_stack(tmp_path: Path, two_stacks: dict[str,
     assert "AWS::IoT::Logging" in kinds[STACK_NAME] and "AWS::IoT::Logging" not in kinds[STAGING]
     # The account-wide IoT auth-failure alarm goes with it: one alarm per account, not one per stack.
     auth_alarms = {
-        name: json.dumps(t["Resources"]).count('"Connect.AuthNError"') for name, t in two_stacks.items()
+        name: json.dumps(t["Resources"]).count('"Connection.AuthNError"') for name, t in two_stacks.items()
     }
     assert auth_alarms == {STACK_NAME: 1, STAGING: 0}
     both_on = _synth(tmp_path, {"stackName": STAGING})

@@ -689,8 +689,8 @@ def test_alarms(synth: Synth) -> None:
         for rule in synth.resources("AWS::IoT::TopicRule")
     )
     # Account-wide IoT authN/authZ failures (this stack owns IoT logging), and the presence failure queue.
-    (auth,) = [a for a in alarms if {"Connect.AuthNError", "Connect.AuthZError"} <= _alarm_metrics(a)]
-    assert {"PublishIn.AuthZError", "Subscribe.AuthZError"} <= _alarm_metrics(auth)
+    (auth,) = [a for a in alarms if {"Connection.AuthNError", "Connect.AuthError"} <= _alarm_metrics(a)]
+    assert {"PublishIn.AuthError", "Subscribe.AuthError"} <= _alarm_metrics(auth)
     (queue,) = by_metric["ApproximateNumberOfMessagesVisible"]
     assert queue["Dimensions"][0]["Value"] == {
         "Fn::GetAtt": [synth.logical_id("Functions/PresenceFailures"), "QueueName"]

@@ -37,6 +37,8 @@ STACK_OUTPUTS: dict[str, str] = {
     "UserPoolId": c.ENV_USER_POOL_ID,
     "UserPoolClientId": c.ENV_USER_POOL_CLIENT_ID,
     "CertMode": c.ENV_CERT_MODE,
+    "IotPolicyName": c.ENV_IOT_POLICY_NAME,  # stack-scoped names (infrastructure/iot.py)
+    "ThingTypeName": c.ENV_THING_TYPE_NAME,
     "ApiUrl": ENV_API_URL,
     "WebUrl": ENV_WEB_URL,
 }

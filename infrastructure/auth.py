@@ -72,6 +72,9 @@ class Auth(Construct):
                 user_srp="USER_SRP_AUTH" in flows,
             ),
             generate_secret=False,  # a browser page cannot keep a secret
+            # The page signs in with the user-pool API (SRP/password), not the hosted UI: no OAuth flow,
+            # no callback URL (CDK's default would enable the implicit grant with https://example.com).
+            disable_o_auth=True,
             prevent_user_existence_errors=True,
             enable_token_revocation=True,
             access_token_validity=Duration.hours(1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aws_cdk import (
     ArnFormat,
     AssetHashType,
     BundlingOptions,
+    CustomResource,
     Duration,
     ILocalBundling,
     RemovalPolicy,
@@ -21,8 +23,10 @@ from aws_cdk import (
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infrastructure.nag import acknowledge, acknowledge_wildcard_resource
@@ -34,19 +38,28 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
 PIP_PYTHON_VERSION = "3.14"
-REQUIREMENTS = "lambdas/requirements.txt"
+# What the asset installs: the hash-locked pins of lambdas/requirements.txt (`make lock`). The lock lives in
+# lambdas/, so it is part of the asset hash: a new pin is a new asset.
+REQUIREMENTS = "lambdas/requirements.lock"
 
 # The asset is the repository root filtered down to `lambdas/` (handler strings are "lambdas.handlers...").
 # Excluding everything else also keeps fingerprinting fast (.venv, node_modules, cdk.out are never read).
+# The deploy-time custom resources (infrastructure/custom_resources) ride along: they reuse lambdas.adapters.
+ASSET_SOURCES = ("lambdas", "infrastructure/__init__.py", "infrastructure/custom_resources")
 ASSET_EXCLUDE = [
     "*",
     ".*",
     "!lambdas",
     "!lambdas/**",
+    "!infrastructure",
+    "!infrastructure/__init__.py",
+    "!infrastructure/custom_resources",
+    "!infrastructure/custom_resources/**",
     "**/__pycache__",
     "**/*.pyc",
     "**/.*",
 ]
+SETUP_HANDLER = "infrastructure.custom_resources.service_setup.handler"
 
 AMAZON_ROOT_CA_PEM = (Path(__file__).parent / "amazon-root-ca.pem").read_text()
 
@@ -71,7 +84,17 @@ ISSUE_ACTION = {"aws": "iot:CreateCertificateFromCsr", "own-ca": "iot:RegisterCe
 ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
-READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; own-CA key pair
+READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
+# The audit trail is append-only for the functions: they write and read events, never change or delete
+# one (expiry is DynamoDB's TTL). Operators' tools (`latchkey doctor`) use their own credentials.
+APPEND_ONLY_TABLES: dict[str, tuple[str, ...]] = {
+    "AuditEvents": ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable"),
+}
+# MQTT client ids are thing names (the device policy allows no other): release/revoke/delete drop the
+# device's live connection (iot-data DeleteConnection).
+DISCONNECTS_DEVICES = ("OwnerApi",)
+# Lambda's retries of an asynchronous (IoT rule) invocation before the event goes to the failure queue.
+PRESENCE_ASYNC_RETRIES = 2
 
 
 def _pip_command(target: str, requirements: str) -> list[str]:
@@ -89,6 +112,7 @@ def _pip_command(target: str, requirements: str) -> list[str]:
         "--python-version",
         PIP_PYTHON_VERSION,
         "--only-binary=:all:",
+        "--require-hashes",
         "--target",
         target,
         "-r",
@@ -121,12 +145,18 @@ class LocalPipBundling:
                     child.unlink()
             return False
         shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts of the deps: useless in Lambda
-        shutil.copytree(
-            self.root / "lambdas",
-            out / "lambdas",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
-            dirs_exist_ok=True,
-        )
+        for source in ASSET_SOURCES:
+            target = out / source
+            if (self.root / source).is_dir():
+                shutil.copytree(
+                    self.root / source,
+                    target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+                    dirs_exist_ok=True,
+                )
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.root / source, target)
         return True
 
 
@@ -145,11 +175,19 @@ def lambda_code(settings: Settings) -> lambda_.Code:
             command=[
                 "bash",
                 "-c",
-                f"python {docker_pip} --no-cache-dir && cp -r lambdas /asset-output/ "
-                "&& find /asset-output/lambdas -name __pycache__ -prune -exec rm -rf {} +",
+                f"python {docker_pip} --no-cache-dir && cp -r --parents {' '.join(ASSET_SOURCES)} /asset-output/ "
+                "&& find /asset-output -name __pycache__ -prune -exec rm -rf {} +",
             ],
         ),
     )
+
+
+@dataclass(frozen=True)
+class IotNames:
+    """The stack's own device policy and thing type (CloudFormation-generated names, infrastructure/iot.py)."""
+
+    policy: str
+    thing_type: str
 
 
 class Functions(Construct):
@@ -162,6 +200,7 @@ class Functions(Construct):
         *,
         settings: Settings,
         tables: dict[str, dynamodb.Table],
+        iot_names: IotNames,
         user_pool_id: str,
         user_pool_client_id: str,
     ) -> None:
@@ -191,11 +230,14 @@ class Functions(Construct):
             "procedure (docs/deploy.md). Access is limited to the two API functions' roles.",
         )
 
+        code = lambda_code(settings)  # one asset for the service's functions and the setup function
+        self.setup = self._service_setup(settings, code)
+
         environment = {
             c.ENV_SECRETS_ARN: self.secret.secret_arn,
             c.ENV_CERT_MODE: settings.cert_mode,
-            c.ENV_IOT_POLICY_NAME: definitions.POLICY_NAME,
-            c.ENV_THING_TYPE_NAME: definitions.THING_TYPE_NAME,
+            c.ENV_IOT_POLICY_NAME: iot_names.policy,
+            c.ENV_THING_TYPE_NAME: iot_names.thing_type,
             c.ENV_IOT_ENDPOINT: settings.iot_endpoint,
             c.ENV_CA_PEM: AMAZON_ROOT_CA_PEM,  # IoT Core's ATS endpoints chain to these roots
             c.ENV_USER_POOL_ID: user_pool_id,
@@ -205,7 +247,6 @@ class Functions(Construct):
             "POWERTOOLS_SERVICE_NAME": "latchkey",
         }
         table_env = {spec.logical_id: spec.env_var for spec in definitions.TABLES}
-        code = lambda_code(settings)
 
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -238,7 +279,10 @@ class Functions(Construct):
                 },
             )
             for name in spec.tables:
-                tables[name].grant_read_write_data(role)
+                if name in APPEND_ONLY_TABLES:
+                    tables[name].grant(role, *APPEND_ONLY_TABLES[name])
+                else:
+                    tables[name].grant_read_write_data(role)
                 if definitions_table(name).indexes:
                     acknowledge_wildcard_resource(
                         role,
@@ -248,7 +292,9 @@ class Functions(Construct):
                     )
             if spec.logical_id in READS_SECRET:
                 self.secret.grant_read(role)
-            self._grant_iot(role, spec.logical_id, settings)
+                # originVerify and the own CA are in the secret before the first request.
+                function.node.add_dependency(self.setup)
+            self._grant_iot(role, spec.logical_id, settings, iot_names)
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",
@@ -259,8 +305,97 @@ class Functions(Construct):
             )
             self.functions[spec.logical_id] = function
             self.log_groups[spec.logical_id] = log_group
+        self.presence_failures = self._presence_failure_destination(self.functions["Presence"])
 
-    def _grant_iot(self, role: iam.Role, function: str, settings: Settings) -> None:
+    def _presence_failure_destination(self, presence: lambda_.Function) -> sqs.Queue:
+        """IoT rules invoke Presence asynchronously: events that still fail after Lambda's retries (or grow
+        too old) land in this queue instead of vanishing; an alarm watches it (monitoring.py)."""
+        queue = sqs.Queue(
+            self,
+            "PresenceFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the failure destination of the asynchronously invoked Presence function; "
+            "nothing consumes it automatically, so it needs no dead-letter queue of its own.",
+        )
+        presence.configure_async_invoke(
+            on_failure=destinations.SqsDestination(queue),
+            retry_attempts=PRESENCE_ASYNC_RETRIES,
+            max_event_age=Duration.hours(1),
+        )
+        return queue
+
+    def _service_setup(self, settings: Settings, code: lambda_.Code) -> CustomResource:
+        """Custom::LatchkeyServiceSetup (infrastructure/custom_resources/service_setup.py), run each deploy."""
+        log_group = logs.LogGroup(self, "ServiceSetupLogs", removal_policy=RemovalPolicy.DESTROY)
+        log_group.node.default_child.retention_in_days = settings.log_retention_days  # type: ignore[union-attr]
+        role = iam.Role(
+            self,
+            "ServiceSetupRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Latchkey deploy-time setup: complete the service secret, register the own CA",
+        )
+        log_group.grant_write(role)
+        self.secret.grant_read(role)
+        self.secret.grant_write(role)
+        if settings.cert_mode == "own-ca":
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="RegisterOwnCa", actions=["iot:RegisterCACertificate"], resources=["*"]
+                )
+            )
+            ca_certs = Stack.of(self).format_arn(
+                service="iot", resource="cacert", resource_name="*", arn_format=ArnFormat.SLASH_RESOURCE_NAME
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="FindOwnCa", actions=["iot:DescribeCACertificate"], resources=[ca_certs]
+                )
+            )
+            acknowledge_wildcard_resource(
+                role,
+                ca_certs,
+                "The setup looks up the CA it registered earlier by its id (recorded in the secret), which IoT "
+                "assigns at registration; read-only, this account and region.",
+            )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "iot:RegisterCACertificate has no resource-level permissions (the CA certificate does not "
+                "exist before the call); the function runs only during deployments.",
+            )
+        function = lambda_.Function(
+            self,
+            "ServiceSetup",
+            description="Latchkey deploy-time setup (custom resource): service secret and own CA",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=SETUP_HANDLER,
+            code=code,
+            memory_size=256,
+            timeout=Duration.seconds(60),
+            role=role,
+            log_group=log_group,
+            environment={"LATCHKEY_LOG_LEVEL": settings.log_level},
+        )
+        return CustomResource(
+            self,
+            "ServiceSetupResource",
+            service_token=function.function_arn,
+            resource_type="Custom::LatchkeyServiceSetup",
+            properties={
+                "SecretArn": self.secret.secret_arn,
+                "CertMode": settings.cert_mode,
+                "CaGeneration": str(settings.ca_generation),
+            },
+        )
+
+    def _grant_iot(self, role: iam.Role, function: str, settings: Settings, names: IotNames) -> None:
         stack = Stack.of(self)
         actions = IOT_ACTIONS.get(function, ())
         publishes = function in PUBLISHES_COMMANDS
@@ -289,8 +424,8 @@ class Functions(Construct):
                     resources=[
                         things,
                         certs,
-                        arn("thingtype", definitions.THING_TYPE_NAME),
-                        arn("policy", definitions.POLICY_NAME),
+                        arn("thingtype", names.thing_type),
+                        arn("policy", names.policy),
                     ],
                 )
             )
@@ -317,6 +452,20 @@ class Functions(Construct):
             )
             if not actions:
                 acknowledge_wildcard_resource(role, things, things_reason)
+        if function in DISCONNECTS_DEVICES:
+            clients = arn("client", f"{c.DEVICE_ID_PREFIX}*")
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DisconnectDevices", actions=["iot:DeleteConnection"], resources=[clients]
+                )
+            )
+            acknowledge_wildcard_resource(
+                role,
+                clients,
+                "Drops the live MQTT connection of a device being revoked, released or deleted; MQTT client "
+                f"ids are device ids known only at run time, limited to the '{c.DEVICE_ID_PREFIX}' prefix in "
+                "this account and region, and ownership is checked in DynamoDB first.",
+            )
         if publishes:
             commands = definitions.device_topics("*")["commands"]
             topic = arn("topic", commands)

@@ -13,6 +13,7 @@ from constructs import Construct
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CERT_MODES = ("aws", "own-ca")
+IOT_LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG")
 
 
 def _flag(value: object, default: bool) -> bool:
@@ -46,6 +47,10 @@ class Settings:
     iot_endpoint: str = ""  # "host:port"; empty: the functions call DescribeEndpoint(iot:Data-ATS)
     web_acl_arn: str = ""  # an existing WAFv2 web ACL (scope CLOUDFRONT, us-east-1) for the distribution
     web_dir: Path = REPO_ROOT / "web"
+    # IoT Core logging is one setting per account and region: exactly one stack there may own it.
+    iot_logging: bool = True
+    iot_log_level: str = "WARN"  # WARN includes ERROR: failed connects and authorization denials
+    ca_generation: int = 1  # own-CA mode: raise it to roll the CA over (docs/deploy.md)
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -54,6 +59,9 @@ class Settings:
         if cert_mode not in CERT_MODES:
             raise ValueError(f"certMode must be one of {CERT_MODES}, not {cert_mode!r}")
         web_dir = Path(_text(get("webDir"), "web"))
+        iot_log_level = _text(get("iotLogLevel"), "WARN").upper()
+        if iot_log_level not in IOT_LOG_LEVELS:
+            raise ValueError(f"iotLogLevel must be one of {IOT_LOG_LEVELS}, not {iot_log_level!r}")
         return cls(
             bundle=_flag(get("bundle"), True),
             cert_mode=cert_mode,
@@ -66,4 +74,7 @@ class Settings:
             iot_endpoint=_text(get("iotEndpoint")),
             web_acl_arn=_text(get("webAclArn")),
             web_dir=web_dir if web_dir.is_absolute() else REPO_ROOT / web_dir,
+            iot_logging=_flag(get("iotLogging"), True),
+            iot_log_level=iot_log_level,
+            ca_generation=int(get("caGeneration") or 1),
         )

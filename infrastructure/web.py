@@ -17,9 +17,17 @@ from constructs import Construct
 
 from infrastructure.nag import acknowledge, acknowledge_wildcard_resource
 from infrastructure.settings import Settings
+from lambdas import constants as c
 
 API_PATH_PATTERN = "/v1/*"
 CONFIG_PATH = "/config.json"
+# Viewer headers the API reads (devices sign with X-*; bodies are JSON). Host must not be forwarded (API
+# Gateway routes by it), and Authorization cannot be in an origin request policy: it is in the cache key.
+API_VIEWER_HEADERS = ("x-device-id", "x-timestamp", "x-signature", "content-type", "accept", "user-agent")
+# Set by CloudFront itself ("ip:port" of the viewer); lambdas/http.py believes it only with the origin secret.
+VIEWER_ADDRESS_HEADER = "CloudFront-Viewer-Address"
+# The error codes CloudFront caches (10 s by default): an API error must never be served to someone else.
+CACHED_ERROR_CODES = (400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504)
 
 
 def site_files(web_dir: Path) -> list[Path]:
@@ -52,6 +60,7 @@ class Web(Construct):
         *,
         settings: Settings,
         api_domain_name: str,
+        origin_verify: str,
         user_pool_id: str,
         user_pool_client_id: str,
     ) -> None:
@@ -87,10 +96,37 @@ class Web(Construct):
             server_access_logs_prefix="site/",
         )
 
+        # The origin-verify header proves to the functions that a request came through this distribution,
+        # so only then do they believe CloudFront-Viewer-Address (a direct caller could forge both headers
+        # but not the secret value). CloudFront overwrites a viewer header of the same name.
         api_origin = origins.HttpOrigin(
             api_domain_name,
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
             origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+            custom_headers={c.HEADER_ORIGIN_VERIFY: origin_verify},
+        )
+        # Nothing of the API is cached: TTL 0 unless the API says otherwise (it does not), at most 1 s,
+        # and the owner's token is part of the key. A TTL above 0 is what lets Authorization be forwarded.
+        self.api_cache_policy = cloudfront.CachePolicy(
+            self,
+            "ApiCachePolicy",
+            comment="Latchkey /v1/*: no caching; Authorization forwarded as part of the cache key",
+            default_ttl=Duration.seconds(0),
+            min_ttl=Duration.seconds(0),
+            max_ttl=Duration.seconds(1),
+            header_behavior=cloudfront.CacheHeaderBehavior.allow_list("Authorization"),
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.all(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
+        )
+        self.api_request_policy = cloudfront.OriginRequestPolicy(
+            self,
+            "ApiOriginRequestPolicy",
+            comment="Latchkey /v1/*: the API's headers and the viewer's address, never Host",
+            header_behavior=cloudfront.OriginRequestHeaderBehavior.allow_list(
+                *API_VIEWER_HEADERS, VIEWER_ADDRESS_HEADER
+            ),
+            query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.all(),
+            cookie_behavior=cloudfront.OriginRequestCookieBehavior.none(),
         )
         site_origin = origins.S3BucketOrigin.with_origin_access_control(self.bucket)
         self.distribution = cloudfront.Distribution(
@@ -113,15 +149,13 @@ class Web(Construct):
                     cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
                     response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
                 ),
-                # No caching, every method, every viewer header but Host (API Gateway checks Host). With
-                # caching disabled, AllViewerExceptHostHeader forwards Authorization (the owner's JWT) and
-                # the device's X-Device-Id/X-Timestamp/X-Signature.
+                # Every method; the owner's JWT, the device's signature headers and the viewer's address.
                 API_PATH_PATTERN: cloudfront.BehaviorOptions(
                     origin=api_origin,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                     allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
-                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
-                    origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+                    cache_policy=self.api_cache_policy,
+                    origin_request_policy=self.api_request_policy,
                     compress=False,
                 ),
             },
@@ -130,6 +164,10 @@ class Web(Construct):
             log_bucket=self.log_bucket,
             log_file_prefix="cloudfront/",
             web_acl_id=settings.web_acl_arn or None,
+            error_responses=[
+                cloudfront.ErrorResponse(http_status=code, ttl=Duration.seconds(0))
+                for code in CACHED_ERROR_CODES
+            ],
         )
         acknowledge(
             self.distribution,
@@ -205,10 +243,9 @@ class Web(Construct):
             synthesizer = stack.synthesizer
             if isinstance(synthesizer, DefaultStackSynthesizer):
                 qualifier = synthesizer.bootstrap_qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER
-                acknowledge(
+                acknowledge_wildcard_resource(
                     handler,
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::"
-                    f"cdk-{qualifier}-assets-<AWS::AccountId>-<AWS::Region>/*]",
+                    f"arn:{stack.partition}:s3:::cdk-{qualifier}-assets-{stack.account}-{stack.region}/*",
                     "The deployment provider reads the zipped page from the CDK bootstrap asset bucket of this "
                     "account and region; asset object keys are content hashes known only at synth time.",
                 )

@@ -16,6 +16,27 @@ from typing import Any
 _BODY_LOGGERS = ("botocore.parsers", "botocore.endpoint", "botocore.httpsession")
 
 
+# botocore's defaults (60 s connect, 60 s read, legacy retries) outlive a 10 s function several times over:
+# a hung call would time the whole invocation out instead of failing fast with a clear error. Two
+# attempts of at most CONNECT + READ seconds, plus standard mode's sub-second first backoff, stay below
+# the shortest function timeout (definitions.FUNCTIONS; tests/unit/lambdas/test_aws_clients.py).
+CONNECT_TIMEOUT_S = 1.0
+READ_TIMEOUT_S = 3.0
+MAX_ATTEMPTS = 2  # the first call and one retry (standard mode: throttling and transient errors)
+# The local cloud's moto server shares two cores with the test suite; its latency is not AWS's.
+LOCAL_READ_TIMEOUT_S = 30.0
+
+
+def config(endpoint: str | None = None) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=LOCAL_READ_TIMEOUT_S if endpoint else READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},  # total, incl. the first
+    )
+
+
 @cache
 def client(service: str) -> Any:
     import logging
@@ -25,7 +46,9 @@ def client(service: str) -> Any:
     for name in _BODY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     endpoint = os.environ.get("LATCHKEY_AWS_ENDPOINT_URL") or None
-    return boto3.session.Session().client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+    return boto3.session.Session().client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint, config=config(endpoint)
+    )
 
 
 def reset() -> None:

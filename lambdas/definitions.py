@@ -163,9 +163,9 @@ def device_topics(thing: str) -> dict[str, str]:
     }
 
 
-def device_policy_document(region: str = "*", account: str = "*") -> dict:
+def device_policy_document(region: str = "*", account: str = "*", partition: str = "aws") -> dict:
     """IoT policy: a device may connect only as its own thing and use only its own topics."""
-    arn = f"arn:aws:iot:{region}:{account}"
+    arn = f"arn:{partition}:iot:{region}:{account}"
     topics = device_topics(THING_VAR)
     own = [topics["status"], topics["commands"], topics["shadow"] + "/*"]
     return {

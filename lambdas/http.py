@@ -60,7 +60,38 @@ def header(event: dict[str, Any], name: str) -> str | None:
 
 
 def source_ip(event: dict[str, Any]) -> str:
-    return str(event.get("requestContext", {}).get("http", {}).get("sourceIp", ""))
+    """The caller's address: the viewer's if the request came through our CloudFront, else API Gateway's.
+
+    CloudFront sets `CloudFront-Viewer-Address` and the secret origin-verify header; only a matching
+    secret (constant-time compare) makes the viewer address believable, since a direct caller can send
+    any header. X-Forwarded-For is never read: any client can prepend to it.
+    """
+    context_ip = str(event.get("requestContext", {}).get("http", {}).get("sourceIp", ""))
+    viewer = header(event, c.HEADER_VIEWER_ADDRESS)
+    proof = header(event, c.HEADER_ORIGIN_VERIFY)
+    if not viewer or not proof:
+        return context_ip
+    import hmac
+
+    from lambdas.adapters.secrets import origin_verify_key
+
+    expected = origin_verify_key()
+    if not expected or not hmac.compare_digest(proof.encode(), expected.encode()):
+        return context_ip
+    return _viewer_ip(viewer) or context_ip
+
+
+def _viewer_ip(value: str) -> str | None:
+    """`CloudFront-Viewer-Address` is "ip:port" (IPv6 without brackets); None if it is not that."""
+    import ipaddress
+
+    address, _, port = value.strip().rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        return str(ipaddress.ip_address(address.strip("[]")))
+    except ValueError:
+        return None
 
 
 def response(status: int, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:

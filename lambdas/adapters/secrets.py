@@ -1,4 +1,5 @@
-"""The service secret (claim-code HMAC key, own-CA key pair), read once per container."""
+"""The service secret (claim-code HMAC key, CloudFront origin-verify value, own-CA key pair), read once per
+container."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def claim_code_key() -> bytes:
         return base64.b64decode(raw, validate=True)
     except ValueError:
         return str(raw).encode()  # a generated secret string is used as-is
+
+
+def origin_verify_key() -> str | None:
+    """The value CloudFront sends as the origin-verify header; None where there is none (no secret, or a
+    secret from before the setup custom resource added it): then no request is taken to come via CloudFront."""
+    if not os.environ.get(c.ENV_SECRETS_ARN):
+        return None
+    value = service_secret().get(c.SECRET_ORIGIN_VERIFY_KEY)
+    return str(value) if value else None
 
 
 def reset() -> None:

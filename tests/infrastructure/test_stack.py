@@ -37,6 +37,7 @@ ALLOWED_STAR_ACTIONS = {
     "iot:DescribeEndpoint": "no resource type in IAM; the functions look up the iot:Data-ATS endpoint",
     "iot:CreateCertificateFromCsr": "no resource type: the certificate does not exist before the call",
     "iot:RegisterCertificate": "no resource type (own-CA mode); same reason",
+    "iot:RegisterCACertificate": "no resource type (own-CA setup, deploy time only); same reason",
     "cloudfront:CreateInvalidation": "CDK BucketDeployment provider, deploy time only",
     "cloudfront:GetInvalidation": "CDK BucketDeployment provider, deploy time only",
 }
@@ -233,8 +234,9 @@ def test_functions_match_definitions(synth: Synth) -> None:
             c.ENV_PRODUCT_NAME,
         ):
             assert name in env, f"{spec.logical_id}: {name}"
-        assert env[c.ENV_IOT_POLICY_NAME] == definitions.POLICY_NAME
-        assert env[c.ENV_THING_TYPE_NAME] == definitions.THING_TYPE_NAME
+        # The stack's own (CloudFormation-named) policy and thing type, not the local cloud's fixed names.
+        assert env[c.ENV_IOT_POLICY_NAME] == {"Ref": synth.logical_id("Iot/DevicePolicy")}
+        assert env[c.ENV_THING_TYPE_NAME] == {"Ref": synth.logical_id("Iot/ThingType")}
         assert env[c.ENV_CERT_MODE] in ("aws", "own-ca")
         assert "BEGIN CERTIFICATE" in env[c.ENV_CA_PEM]
         assert len(json.dumps(env)) < 4096, "Lambda's 4 KB environment limit"
@@ -254,9 +256,28 @@ def test_function_asset_ships_only_lambdas(synth: Synth) -> None:
     key = code["S3Key"]
     asset_hash = key.split(".")[0]
     staged = synth.outdir / assets[asset_hash]["source"]["path"]
-    assert sorted(p.name for p in staged.iterdir()) == ["lambdas"]
+    assert sorted(p.name for p in staged.iterdir()) == ["infrastructure", "lambdas"]
+    # Of infrastructure/, only the deploy-time custom resources (no CDK code, no cdk-nag).
+    assert sorted(p.name for p in (staged / "infrastructure").iterdir()) == [
+        "__init__.py",
+        "custom_resources",
+    ]
     assert (staged / "lambdas" / "definitions.py").exists()
+    assert (staged / "lambdas" / "requirements.lock").exists(), "the lock is part of the asset hash"
     assert not list(staged.rglob("__pycache__"))
+
+
+def test_service_setup_runs_before_the_functions(synth: Synth) -> None:
+    """Custom::LatchkeyServiceSetup completes the secret (originVerify, own CA) before any request."""
+    (setup_id, setup) = next(iter(synth.resources("Custom::LatchkeyServiceSetup").items()))
+    secret = synth.logical_id("Functions/ServiceSecret")
+    assert setup["Properties"]["SecretArn"] == {"Ref": secret}
+    assert setup["Properties"]["CertMode"] == CONTEXT["certMode"]
+    functions = synth.resources("AWS::Lambda::Function")
+    handler = functions[synth.logical_id("Functions/ServiceSetup")]["Properties"]["Handler"]
+    assert callable(_resolve_handler(handler))
+    for name in ("DeviceApi", "OwnerApi"):
+        assert setup_id in functions[synth.logical_id(f"Functions/{name}")].get("DependsOn", []), name
 
 
 def test_table_grants_follow_function_tables(synth: Synth) -> None:
@@ -295,6 +316,57 @@ def test_no_unreasoned_star_resources(synth: Synth) -> None:
         unexpected = set(_as_list(statement["Action"])) - set(ALLOWED_STAR_ACTIONS)
         assert not unexpected, f"{logical_id}: Resource '*' for {sorted(unexpected)}"
         assert not any(a.endswith("*") for a in _as_list(statement["Action"])), logical_id
+
+
+def _role_statements(synth: Synth, function: str) -> list[dict[str, Any]]:
+    role = synth.logical_id(f"Functions/{function}Role")
+    return [
+        statement
+        for policy in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_no_function_may_change_or_delete_audit_events(synth: Synth) -> None:
+    audit = synth.logical_id("Data/AuditEvents")
+    for spec in definitions.FUNCTIONS:
+        for statement in _role_statements(synth, spec.logical_id):
+            if f'"{audit}"' not in json.dumps(statement.get("Resource")):
+                continue
+            actions = set(_as_list(statement["Action"]))
+            assert actions <= {
+                "dynamodb:PutItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:DescribeTable",
+            }, (
+                spec.logical_id,
+                sorted(actions),
+            )
+    writers = [
+        s for s in _role_statements(synth, "DeviceApi") if f'"{audit}"' in json.dumps(s.get("Resource"))
+    ]
+    assert writers and "dynamodb:PutItem" in json.dumps(writers), "the trail is still written"
+
+
+def test_owner_api_may_disconnect_only_device_clients(synth: Synth) -> None:
+    (statement,) = [
+        s for s in _role_statements(synth, "OwnerApi") if "iot:DeleteConnection" in _as_list(s["Action"])
+    ]
+    assert _as_list(statement["Action"]) == ["iot:DeleteConnection"]
+    assert _render(statement["Resource"]) == (
+        f"arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:client/{c.DEVICE_ID_PREFIX}*"
+    )
+    device_api = json.dumps(_role_statements(synth, "DeviceApi"))
+    assert "iot:DeleteConnection" not in device_api
+
+
+def test_arns_follow_the_partition(synth: Synth) -> None:
+    """aws-cn and aws-us-gov deployments: no ARN in the template names the aws partition literally."""
+    assert '"arn:aws:' not in json.dumps(synth.template["Resources"])
+    text = json.dumps(synth.resources("AWS::IoT::Policy"))
+    assert "arn:aws:" not in text and '{"Ref": "AWS::Partition"}' in text
 
 
 def test_iot_permissions_are_scoped(synth: Synth) -> None:
@@ -402,8 +474,13 @@ def test_user_pool(template: Template) -> None:
             "GenerateSecret": False,
             "ExplicitAuthFlows": Match.array_with(["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]),
             "PreventUserExistenceErrors": "ENABLED",
+            # No hosted-UI OAuth: no implicit grant, no callback URL (CDK's default is https://example.com).
+            "AllowedOAuthFlowsUserPoolClient": False,
+            "AllowedOAuthFlows": Match.absent(),
+            "CallbackURLs": Match.absent(),
         },
     )
+    assert "example.com" not in json.dumps(template.to_json()["Resources"])
 
 
 # --- iot ---------------------------------------------------------------------------------------------
@@ -411,7 +488,8 @@ def test_user_pool(template: Template) -> None:
 
 def test_device_policy_uses_thing_name_variables(synth: Synth) -> None:
     (policy,) = synth.resources("AWS::IoT::Policy").values()
-    assert policy["Properties"]["PolicyName"] == definitions.POLICY_NAME
+    assert "PolicyName" not in policy["Properties"], "CloudFormation names it after the stack"
+    assert policy["DeletionPolicy"] == "Retain" and policy["UpdateReplacePolicy"] == "Retain"
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     actions = {s["Action"]: s for s in statements}
     assert set(actions) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
@@ -425,17 +503,22 @@ def test_device_policy_uses_thing_name_variables(synth: Synth) -> None:
             assert "topic/#" not in text and "topicfilter/#" not in text
 
 
-def test_thing_type_and_presence_rules(synth: Synth, template: Template) -> None:
-    template.has_resource_properties("AWS::IoT::ThingType", {"ThingTypeName": definitions.THING_TYPE_NAME})
+def test_thing_type_and_presence_rules(synth: Synth) -> None:
+    (thing_type_id, thing_type) = next(iter(synth.resources("AWS::IoT::ThingType").items()))
+    assert "ThingTypeName" not in thing_type["Properties"] and thing_type["DeletionPolicy"] == "Retain"
     rules = synth.resources("AWS::IoT::TopicRule")
-    sources = {r["Properties"]["TopicRulePayload"]["Sql"].rsplit("FROM ", 1)[1] for r in rules.values()}
+    sqls = {_render(r["Properties"]["TopicRulePayload"]["Sql"]) for r in rules.values()}
+    sources = {sql.split("FROM ", 1)[1].split(" WHERE ")[0] for sql in sqls}
     assert sources == {f"'{c.TOPIC_STATUS_FILTER}'", "'$aws/events/presence/+/+'"}
+    for sql in sqls:  # only this stack's things: their registry entry names this stack's thing type
+        assert sql.endswith(f".thingTypeName = '<{thing_type_id}>'"), sql
+        assert "get_registry_data('DescribeThing', " in sql
     presence = synth.logical_id("Functions/Presence")
     permissions = synth.resources("AWS::Lambda::Permission").values()
     for rule_id, rule in rules.items():
         payload = rule["Properties"]["TopicRulePayload"]
         assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [presence, "Arn"]}}}]
-        assert "topic() AS topic" in payload["Sql"] and "ErrorAction" in payload
+        assert "topic() AS topic" in _render(payload["Sql"]) and "ErrorAction" in payload
         assert any(
             p["Properties"]["Principal"] == "iot.amazonaws.com"
             and p["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
@@ -496,10 +579,43 @@ def test_cloudfront_uses_oac_and_routes_the_api(synth: Synth, template: Template
     assert "CustomOriginConfig" in origins[api["TargetOriginId"]]
     assert origins[api["TargetOriginId"]]["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
     assert set(api["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
-    assert api["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
-    # Managed-AllViewerExceptHostHeader: forwards Authorization (caching is off) and the X-* device headers.
-    assert api["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
     assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_the_api_behind_cloudfront_sees_the_viewer_address(synth: Synth) -> None:
+    """Issue 14 item 4: CloudFront forwards its own CloudFront-Viewer-Address and proves itself with the
+    origin-verify header, whose value is a dynamic reference to the service secret's originVerify key."""
+    (distribution,) = synth.resources("AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    api = {b["PathPattern"]: b for b in config["CacheBehaviors"]}["/v1/*"]
+    origin = {o["Id"]: o for o in config["Origins"]}[api["TargetOriginId"]]
+    (header,) = origin["OriginCustomHeaders"]
+    assert header["HeaderName"] == c.HEADER_ORIGIN_VERIFY
+    secret = synth.logical_id("Functions/ServiceSecret")
+    assert _render(header["HeaderValue"]) == (
+        f"{{{{resolve:secretsmanager:<{secret}>:SecretString:{c.SECRET_ORIGIN_VERIFY_KEY}::}}}}"
+    )
+    (setup_id,) = synth.resources("Custom::LatchkeyServiceSetup")
+    assert setup_id in distribution["DependsOn"], "the key exists before CloudFront resolves it"
+
+    request_policy = synth.resources("AWS::CloudFront::OriginRequestPolicy")[
+        api["OriginRequestPolicyId"]["Ref"]
+    ]
+    headers = request_policy["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"]
+    assert headers["HeaderBehavior"] == "whitelist"
+    forwarded = {h.lower() for h in headers["Headers"]}
+    assert c.HEADER_VIEWER_ADDRESS in forwarded
+    assert {c.HEADER_DEVICE_ID, c.HEADER_TIMESTAMP, c.HEADER_SIGNATURE, "content-type"} <= forwarded
+    assert not forwarded & {"host", "x-forwarded-for", c.HEADER_ORIGIN_VERIFY}
+
+    cache_policy = synth.resources("AWS::CloudFront::CachePolicy")[api["CachePolicyId"]["Ref"]]
+    cache = cache_policy["Properties"]["CachePolicyConfig"]
+    assert (cache["DefaultTTL"], cache["MinTTL"]) == (0, 0) and cache["MaxTTL"] <= 1
+    key = cache["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["HeadersConfig"] == {"HeaderBehavior": "whitelist", "Headers": ["Authorization"]}
+    errors = {e["ErrorCode"]: e for e in config["CustomErrorResponses"]}
+    assert all(e["ErrorCachingMinTTL"] == 0 and "ResponsePagePath" not in e for e in errors.values())
+    assert {403, 404, 500, 503} <= set(errors)
 
 
 def _render(value: Any) -> str:
@@ -511,6 +627,8 @@ def _render(value: Any) -> str:
         return delimiter.join(_render(item) for item in items)
     if "Ref" in value:
         return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
     raise AssertionError(f"unexpected intrinsic {value}")
 
 
@@ -540,18 +658,68 @@ def test_site_config_has_the_local_cloud_keys(synth: Synth) -> None:
 # --- monitoring --------------------------------------------------------------------------------------
 
 
+def _alarm_metrics(alarm: dict[str, Any]) -> set[str]:
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return {props["MetricName"]}
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in props["Metrics"] if "MetricStat" in m}
+
+
 def test_alarms(synth: Synth) -> None:
     alarms = synth.resources("AWS::CloudWatch::Alarm").values()
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for alarm in alarms:
-        by_metric.setdefault(alarm["Properties"]["MetricName"], []).append(alarm["Properties"])
+        for metric in _alarm_metrics(alarm):
+            by_metric.setdefault(metric, []).append(alarm["Properties"])
         assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
+        assert alarm["Properties"]["AlarmDescription"].startswith("Latchkey ")
     assert len(by_metric["Errors"]) == len(definitions.FUNCTIONS)
     assert len(by_metric["Throttles"]) == len(definitions.FUNCTIONS)
     assert len(by_metric["5xx"]) == 1
+    # DynamoDB: one alarm per table over read + write throttle events.
+    assert (
+        len(by_metric["ReadThrottleEvents"])
+        == len(by_metric["WriteThrottleEvents"])
+        == len(definitions.TABLES)
+    )
+    # IoT rule failures, one per rule, by the rule's (generated) name.
+    failures = by_metric["Failure"]
+    assert sorted(json.dumps(a["Dimensions"], sort_keys=True) for a in failures) == sorted(
+        json.dumps([{"Name": "ActionType", "Value": "Lambda"}, {"Name": "RuleName", "Value": {"Ref": rule}}])
+        for rule in synth.resources("AWS::IoT::TopicRule")
+    )
+    # Account-wide IoT authN/authZ failures (this stack owns IoT logging), and the presence failure queue.
+    (auth,) = [a for a in alarms if {"Connection.AuthNError", "Connect.AuthError"} <= _alarm_metrics(a)]
+    assert {"PublishIn.AuthError", "Subscribe.AuthError"} <= _alarm_metrics(auth)
+    (queue,) = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert queue["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": [synth.logical_id("Functions/PresenceFailures"), "QueueName"]
+    }
     (topic,) = synth.resources("AWS::SNS::Topic")
     policies = json.dumps(synth.resources("AWS::SNS::TopicPolicy"))
     assert topic in policies and "aws:SecureTransport" in policies
+
+
+def test_presence_failures_have_a_destination(synth: Synth) -> None:
+    """IoT rules invoke Presence asynchronously; what still fails after Lambda's retries is kept."""
+    (config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": synth.logical_id("Functions/Presence")}
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [synth.logical_id("Functions/PresenceFailures"), "Arn"]
+    }
+    assert props["MaximumRetryAttempts"] == 2
+    queue = synth.resources("AWS::SQS::Queue")[synth.logical_id("Functions/PresenceFailures")]
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_iot_core_logging(synth: Synth) -> None:
+    (logging,) = synth.resources("AWS::IoT::Logging").values()
+    assert logging["Properties"]["DefaultLogLevel"] == "WARN"
+    assert logging["Properties"]["AccountId"] == {"Ref": "AWS::AccountId"}
+    role = synth.resources("AWS::IAM::Role")[logging["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    text = json.dumps(role["Properties"])
+    assert "iot.amazonaws.com" in text and "log-group:AWSIotLogsV2:*" in text
 
 
 def test_outputs(template: Template) -> None:

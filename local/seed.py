@@ -91,7 +91,8 @@ class Seeded:
         return login(self.moto_url, self.user_pool_client_id, email, password)
 
 
-def _create_tables(ddb: Any, prefix: str) -> dict[str, str]:
+def create_tables(ddb: Any, prefix: str = PREFIX) -> dict[str, str]:
+    """Every table of `definitions.TABLES` as the stack creates it; logical id -> physical name."""
     names: dict[str, str] = {}
     for table in d.TABLES:
         name = table_name(table, prefix)
@@ -179,7 +180,7 @@ def seed(
     prefix: str = PREFIX,
 ) -> Seeded:
     """Create every resource in the moto server at `moto_url`; return what was made and the env."""
-    tables = _create_tables(aws_client("dynamodb", moto_url), prefix)
+    tables = create_tables(aws_client("dynamodb", moto_url), prefix)
     pool_id, client_id = _create_user_pool(aws_client("cognito-idp", moto_url), prefix)
     _create_iot(aws_client("iot", moto_url), ca)
 

@@ -140,6 +140,7 @@ class EmbeddedCloud:
                     user_pool_client_id=self.seeded.user_pool_client_id,
                     web_root=self.web_root,
                     product_name=PRODUCT_NAME,
+                    origin_verify=self.seeded.origin_verify,
                 ),
                 port=self.http_port,
             ).start()

@@ -79,6 +79,7 @@ class Seeded:
     secret_arn: str
     claim_code_key: bytes = field(repr=False)
     region: str = REGION
+    origin_verify: str = field(default="", repr=False)  # what CloudFront (the gateway) sends the functions
 
     @property
     def issuer(self) -> str:
@@ -185,6 +186,7 @@ def seed(
     _create_iot(aws_client("iot", moto_url), ca)
 
     claim_code_key = secrets.token_bytes(32)
+    origin_verify = secrets.token_urlsafe(32)  # new every run: only this run's gateway knows it
     secret_arn = aws_client("secretsmanager", moto_url).create_secret(
         Name=f"{prefix}/service",
         SecretString=json.dumps(
@@ -192,6 +194,7 @@ def seed(
                 "claimCodeKey": base64.b64encode(claim_code_key).decode(),
                 "caCertPem": ca.cert_pem,
                 "caKeyPem": ca.key_pem,
+                c.SECRET_ORIGIN_VERIFY_KEY: origin_verify,
             }
         ),
     )["ARN"]
@@ -229,6 +232,7 @@ def seed(
         user_pool_client_id=client_id,
         secret_arn=secret_arn,
         claim_code_key=claim_code_key,
+        origin_verify=origin_verify,
     )
 
 

@@ -361,6 +361,52 @@ def test_access_token_is_accepted_too(http: HttpClient, owner: Owner, capture):
     assert jwt["scopes"] == ["aws.cognito.signin.user.admin"]
 
 
+def _raw_request(
+    cloud: EmbeddedCloud, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, int]:
+    """(status, the client's own port): sent with http.client so the peer address is known."""
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.gateway.port if cloud.gateway else 0, timeout=10)
+    try:
+        conn.connect()
+        port = conn.sock.getsockname()[1]
+        conn.request(method, path, body=body, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+    finally:
+        conn.close()
+    return answer.status, port
+
+
+def test_functions_see_the_viewer_address_and_the_origin_secret_like_behind_cloudfront(
+    cloud: EmbeddedCloud, owner: Owner, capture
+):
+    """The gateway plays CloudFront for /v1/*: forged forwarding headers never reach a function."""
+    cap = capture("OwnerApi", "DeviceApi")
+    secret = json.loads(
+        cloud.aws("secretsmanager").get_secret_value(SecretId=os.environ[c.ENV_SECRETS_ARN])["SecretString"]
+    )
+    forged = {
+        "X-Forwarded-For": "203.0.113.9",
+        "CloudFront-Viewer-Address": "203.0.113.9:4444",
+        c.HEADER_ORIGIN_VERIFY: "guessed",
+        "Content-Type": "application/json",
+    }
+    owner_call = _raw_request(
+        cloud, "POST", "/v1/claims", {**forged, "Authorization": f"Bearer {owner.token}"}, b"{}"
+    )
+    device_call = _raw_request(cloud, "POST", "/v1/device/poll", forged, b"{}")
+    assert [owner_call[0], device_call[0]] == [200, 200]
+    assert [e["routeKey"] for e in cap.events] == ["POST /v1/claims", "POST /v1/device/poll"]
+    for event, (_status, port) in zip(cap.events, [owner_call, device_call], strict=True):
+        headers = event["headers"]
+        assert headers[c.HEADER_VIEWER_ADDRESS] == f"127.0.0.1:{port}"
+        assert headers[c.HEADER_ORIGIN_VERIFY] == secret[c.SECRET_ORIGIN_VERIFY_KEY]
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+        assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+        assert "203.0.113" not in json.dumps(event)
+    assert len(secret[c.SECRET_ORIGIN_VERIFY_KEY]) >= 32
+
+
 def test_device_route_has_no_authorizer_and_binary_bodies_are_base64(http: HttpClient, capture):
     cap = capture("DeviceApi")
     raw = bytes(range(256))

@@ -258,7 +258,7 @@ class _Handler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        LOG.debug('%s "%s" %s', self.address_string(), self.requestline, code)
+        pass  # Gateway.__call__ logs each request once, with its duration
 
     def log_error(self, format: str, *args: Any) -> None:
         LOG.debug("%s " + format, self.address_string(), *args)
@@ -376,6 +376,7 @@ class Gateway:
     # -- WSGI ---------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request_id = new_request_id()
+        started = time.monotonic()
         try:
             response = self._dispatch(environ, request_id)
         except NotFound:
@@ -383,6 +384,13 @@ class Gateway:
         except Exception:
             LOG.exception("gateway error on %s %s", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"))
             response = _wsgi(apigw.message(500, "Internal Server Error"), request_id)
+        LOG.debug(
+            "%s %s -> %d in %.0f ms",
+            environ.get("REQUEST_METHOD"),
+            environ.get("RAW_URI"),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
         answer: Iterable[bytes] = response(environ, start_response)
         return answer
 
@@ -457,7 +465,6 @@ class Gateway:
         except Exception:
             LOG.exception("cannot load %s for %s", fn.handler, compiled.route.route_key)
             return apigw.message(500, "Internal Server Error")
-        started = time.monotonic()
         try:
             # A Lambda container runs one invocation at a time; handlers (Powertools' resolver) keep
             # per-request state in module globals, so each function is entered by one thread at a time.
@@ -467,18 +474,10 @@ class Gateway:
             LOG.exception("%s raised on %s", fn.handler, compiled.route.route_key)
             return apigw.message(500, "Internal Server Error")
         try:
-            answer = apigw.response_from_result(result)
+            return apigw.response_from_result(result)
         except apigw.InvalidResult as exc:
             LOG.error("%s returned an invalid result on %s: %s", fn.handler, compiled.route.route_key, exc)
             return apigw.message(500, "Internal Server Error")
-        LOG.debug(
-            "%s %s -> %d in %.0f ms",
-            request.method,
-            request.raw_path,
-            answer.status,
-            (time.monotonic() - started) * 1000,
-        )
-        return answer
 
     # -- config, Cognito ----------------------------------------------------------------------------
     def _config(self, environ: dict[str, Any]) -> apigw.Response:

@@ -189,7 +189,7 @@ class _Deadlines:
         while not self._stop.wait(interval):
             now = time.monotonic()
             with self._lock:
-                expired = [h for key, (at, h) in list(self._watched.items()) if at <= now]
+                expired = [handler for at, handler in self._watched.values() if at <= now]
                 for handler in expired:
                     del self._watched[id(handler)]
             for handler in expired:

@@ -36,6 +36,7 @@ from pathlib import Path
 from lambdas import definitions as d
 from local.moto_server import free_port
 from local.pki import SERVICE_CN, IssuedCert, LocalCA
+from local.processes import stop_process
 
 LOG = logging.getLogger("latchkey.local.broker")
 MOSQUITTO = os.environ.get("LATCHKEY_MOSQUITTO") or (
@@ -218,13 +219,7 @@ class Broker:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None

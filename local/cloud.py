@@ -11,13 +11,11 @@ process) -> certificate sync -> presence bridge -> gateway -> `<state_dir>/cloud
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,34 +24,17 @@ from typing import Any
 from local.broker import Broker
 from local.gateway import Gateway, GatewayConfig
 from local.iot_sync import IotCertificateSync
+from local.lambda_runtime import reset_function_caches
 from local.moto_server import MotoServer
 from local.pki import IssuedCert, LocalCA
 from local.presence_bridge import PresenceBridge
+from local.processes import stop_process
 from local.seed import PRODUCT_NAME, REGION, UNSET_VARS, Seeded, aws_client, seed, warm_clients
 from local.shadow_service import ShadowService
 
 LOG = logging.getLogger("latchkey.local")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEB_ROOT = REPO_ROOT / "web"
-
-# Per-container caches of the Lambda code (clients, the secret, the CA, the IoT endpoint): forgotten
-# whenever the environment is (re)applied, so nothing cached under another environment is reused.
-CACHED_MODULES = (
-    "lambdas.aws_clients",
-    "lambdas.adapters.secrets",
-    "lambdas.adapters.ca",
-    "lambdas.adapters.iot",
-    "lambdas.adapters.mqtt",
-)
-
-
-def reset_function_caches() -> None:
-    for name in CACHED_MODULES:
-        module = sys.modules.get(name)
-        reset = getattr(module, "reset", None)
-        if callable(reset):
-            reset()
-
 
 ENV_FILE_NAME = "cloud.env.json"  # the environment as JSON, for the CLI (cli/env.py) and other processes
 ENV_API_URL = "LATCHKEY_API_URL"
@@ -159,6 +140,7 @@ class EmbeddedCloud:
                     user_pool_client_id=self.seeded.user_pool_client_id,
                     web_root=self.web_root,
                     product_name=PRODUCT_NAME,
+                    origin_verify=self.seeded.origin_verify,
                 ),
                 port=self.http_port,
             ).start()
@@ -213,7 +195,7 @@ class EmbeddedCloud:
                 return
             self._started = False
         for proc in self._processes:
-            _terminate(proc)
+            stop_process(proc)
         self._processes.clear()
         for part in (self.gateway, self.shadows, self.presence, self.iot_sync, self.broker):
             if part is not None:
@@ -305,16 +287,3 @@ class EmbeddedCloud:
         """Terminate this child (an agent, a simulator) when the cloud stops."""
         self._processes.append(proc)
         return proc
-
-
-def _terminate(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=timeout)

@@ -1,14 +1,25 @@
 """The local API Gateway (HTTP API), CloudFront and Cognito endpoint, on one loopback port.
 
-- Routes from `lambdas.definitions.ROUTES` become API Gateway HTTP API **payload 2.0** events for the
-  handler named in `definitions.FUNCTIONS`, called in this process with a Lambda-like context. Owner
-  routes (`auth=True`) check the Cognito JWT like the HTTP API JWT authorizer (RS256 against the pool's
-  JWKS, issuer, expiry, `aud`/`client_id`), and put the claims at `requestContext.authorizer.jwt`.
-  Errors the gateway itself produces look like API Gateway's: 401/404/413/500 `{"message": ...}`.
-- `GET /config.json`: the page's runtime configuration (same keys as the one the CDK stack writes).
-- `POST /cognito/`: a same-origin pass-through to moto's cognito-idp for the unauthenticated (user)
-  operations, so the page signs in exactly as against `https://cognito-idp.<region>.amazonaws.com/`.
-- Everything else: the static claim page from `web/` (what CloudFront serves from S3 on AWS).
+HTTP itself is werkzeug's threaded WSGI server: request line and header parsing and their limits,
+chunked bodies, one request per connection (it answers `Connection: close` and discards whatever the
+client sent past its request), conditional GETs of static files. On top of it, what an edge in front
+of a Lambda adds:
+
+- framing refused as RFC 9112 section 6.3 asks of a proxy: an invalid, negative or conflicting
+  `Content-Length`, `Transfer-Encoding` other than `chunked`, or both headers: 400 and close;
+- a timeout per read and a deadline for receiving the whole request, so a client that sends slowly
+  (or not at all) holds its thread for a bounded time: 408, or the connection closed;
+- API Gateway's 10 MB request limit (413) and its error shapes (`{"message": ...}`).
+
+Then, by path:
+- `/v1/*`: CloudFront's origin request headers (`local/cloudfront.py`), the route from
+  `definitions.ROUTES`, the JWT authorizer for owner routes (`local/jwt_authorizer.py`), the payload 2.0
+  event (`local/apigw.py`), the handler called in this process (one invocation at a time per function,
+  as in one Lambda container), and its result mapped back.
+- `GET /config.json`: the page's runtime configuration (the keys the CDK stack writes).
+- `POST /cognito/`: a same-origin pass-through to moto's cognito-idp for the operations a browser may
+  call without AWS credentials, so the page signs in as against `https://cognito-idp.<region>.amazonaws.com/`.
+- Everything else: the claim page from `web/` (what CloudFront serves from S3 on AWS).
 """
 
 from __future__ import annotations
@@ -16,47 +27,43 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
-import mimetypes
 import re
 import secrets
+import socket
+import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import LimitedStream
 
 from lambdas import definitions as d
+from local import apigw
+from local.cloudfront import origin_request_headers, static_file
+from local.jwt_authorizer import JwtAuthorizer, Unauthorized, bearer_token
 from local.lambda_runtime import LambdaContext, function, load_handler
 from local.seed import ACCOUNT_ID
 
 LOG = logging.getLogger("latchkey.local.gateway")
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API payload limit
-API_ID = "local"
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".txt": "text/plain; charset=utf-8",
-    ".webmanifest": "application/manifest+json",
-    ".woff2": "font/woff2",
-    ".h": "text/plain; charset=utf-8",
-}
+READ_TIMEOUT_SECONDS = 10.0  # silence allowed between two reads of one request
+REQUEST_TIMEOUT_SECONDS = 30.0  # the whole request (line, headers, body) must arrive within this
+LISTEN_BACKLOG = 256  # the default (5) refuses bursts of concurrent devices
+
 # Cognito operations a browser may call without AWS credentials (everything else needs SigV4 on AWS).
 PUBLIC_COGNITO_OPERATIONS = frozenset(
     {
@@ -78,120 +85,220 @@ PUBLIC_COGNITO_OPERATIONS = frozenset(
     }
 )
 COGNITO_TARGET_PREFIX = "AWSCognitoIdentityProviderService."
+# Framing is the server's business: a function's answer does not set these.
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
-
-class Unauthorized(Exception):
-    pass
-
-
-def _b64url(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-
-
-def _b64url_int(data: str) -> int:
-    return int.from_bytes(_b64url(data), "big")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the default listen backlog (5) refuses bursts of concurrent devices
-
+# What the request handler passes to the WSGI application beside the standard keys.
+_ENV_HEADERS = "latchkey.headers"  # every header as received: werkzeug's environ drops names with "_"
+_ENV_PEER = "latchkey.peer"
+_ENV_TIMED_OUT = "latchkey.timed_out"
 
 _FUNCTION_LOCKS = {fn.logical_id: threading.Lock() for fn in d.FUNCTIONS}
 
 
-class JwtVerifier:
-    """What the HTTP API JWT authorizer checks for a Cognito issuer."""
+class PortInUse(OSError):
+    """The gateway's port is taken (the message names it)."""
 
-    def __init__(self, jwks_url: str, issuer: str, audiences: list[str]) -> None:
-        self.jwks_url = jwks_url
-        self.issuer = issuer
-        self.audiences = audiences
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
-        self._fetched = 0.0
+
+class BadFraming(ValueError):
+    pass
+
+
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also accepts "²" and other Unicode digits
+
+
+def body_framing(headers: Iterable[tuple[str, str]]) -> tuple[int, bool]:
+    """(Content-Length, chunked) of a request, or BadFraming where RFC 9112 section 6.3 says the
+    length cannot be determined reliably (answer 400 and close the connection)."""
+    lengths: list[str] = []
+    codings: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "content-length":
+            lengths += [v.strip() for v in value.split(",")]
+        elif key == "transfer-encoding":
+            codings += [v.strip().lower() for v in value.split(",") if v.strip()]
+    if codings:
+        if lengths:
+            raise BadFraming("both Transfer-Encoding and Content-Length")
+        if codings != ["chunked"]:
+            raise BadFraming(f"Transfer-Encoding {', '.join(codings)!r}")
+        return 0, True
+    if not lengths:
+        return 0, False
+    if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0]):
+        raise BadFraming(f"Content-Length {', '.join(lengths)!r}")
+    return int(lengths[0]), False
+
+
+def read_body(environ: dict[str, Any], length: int, chunked: bool) -> bytes:
+    """The whole body; RequestEntityTooLarge over the limit, ClientDisconnected if it ends early."""
+    if chunked:
+        # werkzeug's environ already decodes chunks; one byte over the limit proves the body too big
+        data = LimitedStream(environ["wsgi.input"], MAX_REQUEST_BYTES + 1, is_max=True).read()
+        if len(data) > MAX_REQUEST_BYTES:
+            raise RequestEntityTooLarge()
+        return data
+    if length > MAX_REQUEST_BYTES:
+        raise RequestEntityTooLarge()
+    return LimitedStream(environ["wsgi.input"], length).read() if length else b""
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(raw path, raw query) of a request target, origin form ("/p?q") or absolute form."""
+    if not target.startswith("/"):
+        parts = urllib.parse.urlsplit(target)
+        return parts.path or "/", parts.query
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def new_request_id() -> str:
+    return base64.b64encode(secrets.token_bytes(6)).decode().rstrip("=") + "="
+
+
+# -- the HTTP server ---------------------------------------------------------------------------------
+class _Deadlines:
+    """Closes the reading side of connections whose request has not fully arrived in time: a per-read
+    timeout alone lets a client that sends one byte at a time keep a thread for as long as it likes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._watched: dict[int, tuple[float, _Handler]] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-deadlines", daemon=True)
 
-    def _refresh(self) -> None:
-        with urllib.request.urlopen(self.jwks_url, timeout=5) as answer:  # noqa: S310 (loopback moto)
-            jwks = json.load(answer)
-        keys = {}
-        for jwk in jwks.get("keys", []):
-            if jwk.get("kty") == "RSA":
-                keys[jwk["kid"]] = rsa.RSAPublicNumbers(
-                    _b64url_int(jwk["e"]), _b64url_int(jwk["n"])
-                ).public_key()
-        self._keys = keys
-        self._fetched = time.monotonic()
+    def start(self) -> None:
+        self._thread.start()
 
-    def _key(self, kid: str) -> rsa.RSAPublicKey:
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def watch(self, handler: _Handler) -> None:
         with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched > 5:
-                self._refresh()
-            key = self._keys.get(kid)
-        if key is None:
-            raise Unauthorized("unknown key id")
-        return key
+            self._watched[id(handler)] = (time.monotonic() + self.seconds, handler)
 
-    def verify(self, token: str) -> dict[str, Any]:
-        try:
-            header_b64, payload_b64, signature_b64 = token.split(".")
-            header = json.loads(_b64url(header_b64))
-            claims = json.loads(_b64url(payload_b64))
-            signature = _b64url(signature_b64)
-        except ValueError as exc:
-            raise Unauthorized("malformed token") from exc
-        if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
-            raise Unauthorized("unsupported token")
-        try:
-            self._key(str(header.get("kid"))).verify(
-                signature, f"{header_b64}.{payload_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
-            )
-        except InvalidSignature as exc:
-            raise Unauthorized("bad signature") from exc
-        now = time.time()
-        if claims.get("iss") != self.issuer:
-            raise Unauthorized("wrong issuer")
-        if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now:
-            raise Unauthorized("expired")
-        if isinstance(claims.get("nbf"), int | float) and claims["nbf"] > now:
-            raise Unauthorized("not yet valid")
-        audience = claims.get("aud", claims.get("client_id"))
-        audiences = audience if isinstance(audience, list) else [audience]
-        if not any(a in self.audiences for a in audiences) and claims.get("client_id") not in self.audiences:
-            raise Unauthorized("wrong audience")
-        return claims
+    def forget(self, handler: _Handler) -> None:
+        with self._lock:
+            self._watched.pop(id(handler), None)
+
+    def _run(self) -> None:
+        interval = min(0.25, self.seconds / 4)
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                expired = [handler for at, handler in self._watched.values() if at <= now]
+                for handler in expired:
+                    del self._watched[id(handler)]
+            for handler in expired:
+                handler.expire()
 
 
-def _claim_value(value: Any) -> str:
-    """HTTP API hands JWT claims to the function as strings (numbers too; arrays as "[a b]")."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_claim_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
+class _Handler(WSGIRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # so that errors before the version is known get a status line
+    sys_version = ""
+    # Errors the HTTP layer answers itself (bad request line, too many or too long headers, 408).
+    error_content_type = "application/json"
+    error_message_format = '{"message": "%(message)s"}'
+    timed_out = False
+
+    @property
+    def server_version(self) -> str:  # type: ignore[override]
+        return "latchkey-local-gateway"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()  # applies `timeout` (set per server) to the socket
+        self.server.deadlines.watch(self)
+
+    def finish(self) -> None:
+        self.server.deadlines.forget(self)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def expire(self) -> None:
+        """Called by the deadline thread: further reads see end of file; the answer can still go out."""
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RD)
+
+    def handle_expect_100(self) -> bool:
+        return True  # werkzeug's run_wsgi sends the one "100 Continue"
+
+    def parse_request(self) -> bool:
+        # The deadline may cut off the request line (read before this) or the headers (read in here).
+        if self.timed_out:
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+            return False
+        if not super().parse_request():
+            return False  # answered already
+        if self.timed_out:
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+            return False
+        if len(self.requestline.split()) != 3:  # an HTTP/0.9 request: API Gateway speaks 1.x and 2 only
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        LOG.debug("%s: %s %s", self.address_string(), code, message or "")
+        super().send_error(code)  # the standard phrase only: the details may quote the client's bytes
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ[_ENV_HEADERS] = list(self.headers.items())
+        environ[_ENV_PEER] = self.client_address[:2]
+        environ[_ENV_TIMED_OUT] = lambda: self.timed_out
+        return environ
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # Gateway.__call__ logs each request once, with its duration
+
+    def log_error(self, format: str, *args: Any) -> None:
+        LOG.debug("%s " + format, self.address_string(), *args)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("%s " + format, self.address_string(), *args)
 
 
-@dataclass(frozen=True)
-class _CompiledRoute:
-    route: d.Route
-    pattern: re.Pattern[str]
-    params: tuple[str, ...]
+class _Server(ThreadedWSGIServer):
+    def __init__(
+        self, sock: socket.socket, app: Gateway, read_timeout: float, request_timeout: float
+    ) -> None:
+        self.deadlines = _Deadlines(request_timeout)
+        handler = type("_TimedHandler", (_Handler,), {"timeout": read_timeout})
+        host, port = sock.getsockname()[:2]
+        super().__init__(host, port, app, handler=handler, fd=sock.fileno())  # werkzeug dups the fd
 
-
-def _compile(route: d.Route) -> _CompiledRoute:
-    params: list[str] = []
-    parts = []
-    for segment in route.path.strip("/").split("/"):
-        if segment.startswith("{") and segment.endswith("}"):
-            params.append(segment[1:-1])
-            parts.append("([^/]+)")
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):  # the client went away: nothing to report
+            LOG.debug("connection from %s ended: %r", client_address, error)
         else:
-            parts.append(re.escape(segment))
-    return _CompiledRoute(route, re.compile("^/" + "/".join(parts) + "$"), tuple(params))
+            LOG.exception("connection from %s failed", client_address)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(exc.errno, f"port {port} on {host} is in use") from exc
+        raise
+    return sock
+
+
+# -- the gateway ---------------------------------------------------------------------------------------
 @dataclass
 class GatewayConfig:
     moto_url: str
@@ -201,42 +308,51 @@ class GatewayConfig:
     web_root: Path
     product_name: str = "Latchkey"
     logo_url: str = "/logo.svg"
+    origin_verify: str = ""  # the secret origin header's value CloudFront adds ("" adds none)
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    """`start()` serves on `host:port` (port 0: a free one) until `stop()`; also a WSGI application."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         self.config = config
         self.host = host
         self.requested_port = port
-        self.routes = [_compile(route) for route in d.ROUTES]
-        self.verifier = JwtVerifier(
+        self.read_timeout = read_timeout
+        self.request_timeout = request_timeout
+        self.routes = [apigw.compile_route(route) for route in d.ROUTES]
+        self.authorizer = JwtAuthorizer(
             f"{config.moto_url}/{config.user_pool_id}/.well-known/jwks.json",
             f"https://cognito-idp.{config.region}.amazonaws.com/{config.user_pool_id}",
             [config.user_pool_client_id],
         )
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1] if self._server else 0
+        return int(self._server.server_address[1]) if self._server else 0
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Gateway:
-        handler = type("BoundHandler", (_RequestHandler,), {"gateway": self})
-        server = None
-        for port in dict.fromkeys([self.requested_port, 0]):
-            try:
-                server = _Server((self.host, port), handler)
-                break
-            except OSError:
-                if port == 0:
-                    raise
-        assert server is not None
-        server.daemon_threads = True
+        """Raises PortInUse when the requested port is taken."""
+        sock = listening_socket(self.host, self.requested_port)
+        try:
+            server = _Server(sock, self, self.read_timeout, self.request_timeout)
+        finally:
+            sock.close()
+        server.deadlines.start()
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway", daemon=True
@@ -249,206 +365,106 @@ class Gateway:
         if server is not None:
             server.shutdown()
             server.server_close()
+            server.deadlines.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def match(self, method: str, path: str) -> tuple[_CompiledRoute | None, dict[str, str]]:
-        for compiled in self.routes:
-            if compiled.route.method == method and (m := compiled.pattern.match(path)):
-                params = {
-                    name: urllib.parse.unquote(value)
-                    for name, value in zip(compiled.params, m.groups(), strict=True)
-                }
-                return compiled, params
-        return None, {}
+    def match(self, method: str, path: str) -> tuple[apigw.CompiledRoute | None, dict[str, str]]:
+        return apigw.match(self.routes, method, path)
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    gateway: Gateway
-    protocol_version = "HTTP/1.1"
-    server_version = "latchkey-local-gateway"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        LOG.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    # -- plumbing -------------------------------------------------------------------------------
-    def _send(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, cookies: list[str] = ()
-    ) -> None:
-        headers = {k.lower(): str(v) for k, v in (headers or {}).items()}
-        headers.setdefault("content-type", "application/json")
-        headers["content-length"] = str(len(body))
-        headers.setdefault("apigw-requestid", getattr(self, "_request_id", "") or secrets.token_hex(8))
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        for cookie in cookies:
-            self.send_header("set-cookie", cookie)
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-
-    def _message(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps({"message": message}).encode(), headers)
-
-    def _read_body(self) -> bytes | None:
-        """The request body, or None when it exceeds the API Gateway limit (413 already sent)."""
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            chunks = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_REQUEST_BYTES:
-                    self.close_connection = True
-                    self._message(413, "Request Entity Too Large")
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            self._message(413, "Request Entity Too Large")
-            return None
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _handle(self) -> None:
-        self._request_id = base64.b64encode(secrets.token_bytes(6)).decode().rstrip("=") + "="
+    # -- WSGI ---------------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request_id = new_request_id()
+        started = time.monotonic()
         try:
-            split = urllib.parse.urlsplit(self.path)
-            path = split.path or "/"
-            body = self._read_body()
-            if body is None:
-                return
-            method = self.command
-            if path == "/config.json" and method in ("GET", "HEAD"):
-                return self._config()
-            if path in ("/cognito", "/cognito/"):
-                return self._cognito(body)
-            route, params = self.gateway.match(method, path)
-            if route is not None:
-                return self._invoke(route, params, path, split.query, body)
-            if method in ("GET", "HEAD") and not path.startswith("/v1/"):
-                return self._static(path)
-            return self._message(404, "Not Found")
+            response = self._dispatch(environ, request_id)
+        except NotFound:
+            response = _wsgi(apigw.message(404, "Not Found"), request_id)
         except Exception:
-            LOG.exception("gateway error on %s %s", self.command, self.path)
-            with contextlib.suppress(Exception):
-                self._message(500, "Internal Server Error")
+            LOG.exception("gateway error on %s %s", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"))
+            response = _wsgi(apigw.message(500, "Internal Server Error"), request_id)
+        LOG.debug(
+            "%s %s -> %d in %.0f ms",
+            environ.get("REQUEST_METHOD"),
+            environ.get("RAW_URI"),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        answer: Iterable[bytes] = response(environ, start_response)
+        return answer
 
-    # -- API ------------------------------------------------------------------------------------
-    def _event(
-        self, compiled: _CompiledRoute, params: dict[str, str], path: str, query: str, body: bytes
-    ) -> dict[str, Any]:
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]},{value}" if key in headers else value
-        cookie_header = headers.pop("cookie", None)
-        client_ip = self.client_address[0]
-        headers.setdefault("x-forwarded-for", client_ip)
-        headers.setdefault("x-forwarded-proto", "http")
-        headers.setdefault("x-forwarded-port", str(self.gateway.port))
-        headers.setdefault("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}")
-        host = headers.get("host", f"{self.gateway.host}:{self.gateway.port}")
-        now = dt.datetime.now(dt.UTC)
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": compiled.route.route_key,
-            "rawPath": path,
-            "rawQueryString": query,
-            "headers": headers,
-            "requestContext": {
-                "accountId": ACCOUNT_ID,
-                "apiId": API_ID,
-                "domainName": host,
-                "domainPrefix": host.split(".")[0].split(":")[0],
-                "http": {
-                    "method": self.command,
-                    "path": path,
-                    "protocol": self.request_version,
-                    "sourceIp": client_ip,
-                    "userAgent": headers.get("user-agent", ""),
-                },
-                "requestId": self._request_id,
-                "routeKey": compiled.route.route_key,
-                "stage": "$default",
-                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "timeEpoch": int(now.timestamp() * 1000),
-            },
-            "isBase64Encoded": False,
-        }
-        if cookie_header:
-            event["cookies"] = [c.strip() for c in cookie_header.split(";") if c.strip()]
-        if query:
-            qs: dict[str, str] = {}
-            for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-                qs[key] = f"{qs[key]},{value}" if key in qs else value
-            event["queryStringParameters"] = qs
-        if params:
-            event["pathParameters"] = params
-        if body:
-            try:
-                event["body"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                event["body"] = base64.b64encode(body).decode()
-                event["isBase64Encoded"] = True
-        return event
-
-    def _authorize(self) -> dict[str, Any] | None:
-        """JWT authorizer: the claims, or None after sending 401 like API Gateway does."""
-        value = self.headers.get("authorization", "").strip()
-        token = value[7:].strip() if value[:7].lower() == "bearer " else value
-        if not token:
-            self._message(401, "Unauthorized", {"www-authenticate": "Bearer"})
-            return None
+    def _dispatch(self, environ: dict[str, Any], request_id: str) -> Response:
+        method = environ["REQUEST_METHOD"]
+        headers: list[tuple[str, str]] = environ[_ENV_HEADERS]
+        raw_path, raw_query = split_target(environ.get("RAW_URI") or "/")
         try:
-            return self.gateway.verifier.verify(token)
-        except Unauthorized as exc:
-            self._message(
-                401,
-                "Unauthorized",
-                {"www-authenticate": f'Bearer error="invalid_token" error_description="{exc}"'},
-            )
-            return None
+            body = read_body(environ, *body_framing(headers))
+        except BadFraming as exc:
+            LOG.debug("refused %s %s: %s", method, raw_path, exc)
+            return _wsgi(apigw.message(400, "Bad Request"), request_id)
+        except RequestEntityTooLarge:
+            return _wsgi(apigw.message(413, "Request Entity Too Large"), request_id)
+        except ClientDisconnected as exc:  # the body ended early, a chunk was malformed, or time ran out
+            if environ[_ENV_TIMED_OUT]() or isinstance(exc.__context__, TimeoutError):
+                return _wsgi(apigw.message(408, "Request Timeout"), request_id)
+            return _wsgi(apigw.message(400, "Bad Request"), request_id)
 
+        if raw_path == "/config.json" and method in ("GET", "HEAD"):
+            return _wsgi(self._config(environ), request_id)
+        if raw_path in ("/cognito", "/cognito/"):
+            return _wsgi(self._cognito(method, headers, body), request_id)
+        compiled, params = self.match(method, raw_path)
+        if compiled is not None:
+            peer: tuple[str, int] = environ[_ENV_PEER]
+            request = apigw.Request(
+                method=method,
+                raw_path=raw_path,
+                raw_query=raw_query,
+                headers=origin_request_headers(headers, peer, self.config.origin_verify),
+                body=body,
+                source_ip=peer[0],
+                protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            )
+            return _wsgi(self._invoke(compiled, params, request, request_id), request_id)
+        if method in ("GET", "HEAD") and not raw_path.startswith("/v1/"):
+            return static_file(self.config.web_root, urllib.parse.unquote(raw_path), environ)
+        return _wsgi(apigw.message(404, "Not Found"), request_id)
+
+    # -- API ----------------------------------------------------------------------------------------
     def _invoke(
-        self, compiled: _CompiledRoute, params: dict[str, str], path: str, query: str, body: bytes
-    ) -> None:
+        self, compiled: apigw.CompiledRoute, params: dict[str, str], request: apigw.Request, request_id: str
+    ) -> apigw.Response:
         claims = None
         if compiled.route.auth:
-            claims = self._authorize()
-            if claims is None:
-                return
-        event = self._event(compiled, params, path, query, body)
-        if claims is not None:
-            scope = claims.get("scope")
-            event["requestContext"]["authorizer"] = {
-                "jwt": {
-                    "claims": {k: _claim_value(v) for k, v in claims.items()},
-                    "scopes": scope.split() if isinstance(scope, str) else None,
-                }
-            }
+            authorization = apigw.joined_headers(request.headers).get("authorization")
+            try:
+                claims = self.authorizer.authorize(authorization)
+            except Unauthorized as exc:
+                challenge = "Bearer"
+                if bearer_token(authorization):
+                    reason = str(exc).replace('"', "'")
+                    challenge = f'Bearer scope="" error="invalid_token" error_description="{reason}"'
+                return apigw.message(401, "Unauthorized", {"www-authenticate": challenge})
+        now = dt.datetime.now(dt.UTC)
+        event = apigw.build_event(
+            compiled,
+            params,
+            request,
+            request_id=request_id,
+            domain_name=f"{self.host}:{self.port}",
+            port=self.port,
+            now=now,
+            trace_id=f"Root=1-{int(now.timestamp()):08x}-{secrets.token_hex(12)}",
+            account_id=ACCOUNT_ID,
+            claims=claims,
+        )
         fn = function(compiled.route.function)
         try:
             handler = load_handler(fn.handler)
         except Exception:
             LOG.exception("cannot load %s for %s", fn.handler, compiled.route.route_key)
-            return self._message(500, "Internal Server Error")
-        started = time.monotonic()
+            return apigw.message(500, "Internal Server Error")
         try:
             # A Lambda container runs one invocation at a time; handlers (Powertools' resolver) keep
             # per-request state in module globals, so each function is entered by one thread at a time.
@@ -456,30 +472,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 result = handler(event, LambdaContext(fn))
         except Exception:
             LOG.exception("%s raised on %s", fn.handler, compiled.route.route_key)
-            return self._message(500, "Internal Server Error")
-        LOG.debug("%s %s -> %.0f ms", self.command, path, (time.monotonic() - started) * 1000)
-        self._respond(result, fn.handler)
+            return apigw.message(500, "Internal Server Error")
+        try:
+            return apigw.response_from_result(result)
+        except apigw.InvalidResult as exc:
+            LOG.error("%s returned an invalid result on %s: %s", fn.handler, compiled.route.route_key, exc)
+            return apigw.message(500, "Internal Server Error")
 
-    def _respond(self, result: Any, handler_name: str) -> None:
-        """Payload 2.0 response rules: a dict with statusCode is taken as is; anything else is JSON."""
-        if isinstance(result, dict) and "statusCode" in result:
-            body = result.get("body")
-            if body is None:
-                body = ""
-            if not isinstance(body, str):
-                LOG.error("%s returned a non-string body (%s)", handler_name, type(body).__name__)
-                return self._message(500, "Internal Server Error")
-            raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
-            headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
-            for name, values in (result.get("multiValueHeaders") or {}).items():
-                headers[str(name)] = ",".join(str(v) for v in values)
-            return self._send(int(result["statusCode"]), raw, headers, list(result.get("cookies") or []))
-        return self._send(200, json.dumps(result).encode(), {"content-type": "application/json"})
-
-    # -- config, Cognito, static ----------------------------------------------------------------
-    def _config(self) -> None:
-        cfg = self.gateway.config
-        host = self.headers.get("host") or f"{self.gateway.host}:{self.gateway.port}"
+    # -- config, Cognito ----------------------------------------------------------------------------
+    def _config(self, environ: dict[str, Any]) -> apigw.Response:
+        cfg = self.config
+        host = environ.get("HTTP_HOST") or f"{self.host}:{self.port}"
         body = {
             "apiUrl": "",
             "cognitoEndpoint": f"http://{host}/cognito/",
@@ -489,62 +492,56 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "productName": cfg.product_name,
             "logoUrl": cfg.logo_url,
         }
-        self._send(200, json.dumps(body).encode(), {"cache-control": "no-store"})
+        headers = {"content-type": "application/json", "cache-control": "no-store"}
+        return apigw.Response(200, headers, body=json.dumps(body).encode())
 
-    def _cognito(self, body: bytes) -> None:
-        if self.command == "OPTIONS":
-            return self._send(204, b"", {"allow": "POST, OPTIONS"})
-        if self.command != "POST":
-            return self._message(404, "Not Found")
-        target = self.headers.get("x-amz-target", "")
+    def _cognito(self, method: str, headers: list[tuple[str, str]], body: bytes) -> apigw.Response:
+        if method == "OPTIONS":
+            return apigw.Response(204, {"allow": "POST, OPTIONS"})
+        if method != "POST":
+            return apigw.message(404, "Not Found")
+        sent = apigw.joined_headers(headers)
+        target = sent.get("x-amz-target", "")
         operation = target.removeprefix(COGNITO_TARGET_PREFIX)
         if not target.startswith(COGNITO_TARGET_PREFIX) or operation not in PUBLIC_COGNITO_OPERATIONS:
-            payload = {
-                "__type": "MissingAuthenticationTokenException",
-                "message": "Missing Authentication Token",
-            }
-            return self._send(
+            error = "MissingAuthenticationTokenException"
+            return apigw.Response(
                 400,
-                json.dumps(payload).encode(),
-                {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": payload["__type"]},
+                {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": error},
+                body=json.dumps({"__type": error, "message": "Missing Authentication Token"}).encode(),
             )
-        request = urllib.request.Request(  # noqa: S310 (loopback moto)
-            self.gateway.config.moto_url + "/",
+        forwarded = urllib.request.Request(  # noqa: S310 (loopback moto)
+            self.config.moto_url + "/",
             data=body,
             method="POST",
             headers={
                 "X-Amz-Target": target,
-                "Content-Type": self.headers.get("content-type") or "application/x-amz-json-1.1",
+                "Content-Type": sent.get("content-type") or "application/x-amz-json-1.1",
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback moto)
-                status, headers, data = answer.status, answer.headers, answer.read()
+            with urllib.request.urlopen(forwarded, timeout=30) as answer:  # noqa: S310 (loopback moto)
+                status, answer_headers, data = answer.status, answer.headers, answer.read()
         except urllib.error.HTTPError as exc:
-            status, headers, data = exc.code, exc.headers, exc.read()
-        out = {"content-type": headers.get("content-type") or "application/x-amz-json-1.1"}
+            status, answer_headers, data = exc.code, exc.headers, exc.read()
+        out = {"content-type": answer_headers.get("content-type") or "application/x-amz-json-1.1"}
         for name in ("x-amzn-errortype", "x-amzn-requestid"):
-            if headers.get(name):
-                out[name] = headers[name]
-        self._send(status, data, out)
+            if answer_headers.get(name):
+                out[name] = answer_headers[name]
+        return apigw.Response(status, out, body=data)
 
-    def _static(self, path: str) -> None:
-        root = self.gateway.config.web_root.resolve()
-        rel = urllib.parse.unquote(path).lstrip("/")
-        if "\x00" in rel or "\\" in rel or any(part == ".." for part in rel.split("/")):
-            return self._message(404, "Not Found")
-        candidate = (root / rel).resolve() if rel else root
-        if not candidate.is_relative_to(root):
-            return self._message(404, "Not Found")
-        if candidate.is_dir():
-            candidate = candidate / "index.html"
-        if not candidate.is_file():
-            return self._message(404, "Not Found")
-        ctype = CONTENT_TYPES.get(candidate.suffix.lower()) or (
-            mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
-        )
-        self._send(
-            200,
-            candidate.read_bytes(),
-            {"content-type": ctype, "cache-control": "no-cache", "x-content-type-options": "nosniff"},
-        )
+
+def _wsgi(answer: apigw.Response, request_id: str) -> Response:
+    headers = [(k, v) for k, v in answer.headers.items() if k not in _HOP_BY_HOP]
+    headers += [("set-cookie", cookie) for cookie in answer.cookies]
+    if "apigw-requestid" not in answer.headers:
+        headers.append(("apigw-requestid", request_id))
+    status = f"{answer.status} {_phrase(answer.status)}"  # werkzeug's own phrases are upper case
+    return Response(answer.body, status=status, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,8 +1,10 @@
-"""The bits of the Lambda runtime the local cloud needs: load a handler by its string, a context object."""
+"""The bits of the Lambda runtime the local cloud and the tests need: load a handler by its string, a
+context object, and a cold start of the Lambda code's per-container caches."""
 
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 import time
 import uuid
@@ -39,6 +41,28 @@ def load_handler(handler: str) -> Handler:
     with _lock:
         _cache[handler] = fn
     return fn
+
+
+# Modules of the Lambda code that cache something derived from the environment (clients, the secret,
+# the CA, the IoT endpoint) and forget it in a module-level `reset()`. On AWS a new environment means a
+# new container; here the cloud and the tests reset them whenever they (re)apply one. Every `reset()` in
+# lambdas/ is listed here (tests/unit/local/test_lambda_runtime.py checks both directions).
+CACHED_MODULES = (
+    "lambdas.aws_clients",
+    "lambdas.adapters.secrets",
+    "lambdas.adapters.ca",
+    "lambdas.adapters.iot",
+    "lambdas.adapters.mqtt",
+)
+
+
+def reset_function_caches() -> None:
+    """What a cold start forgets (only modules already imported: the others have nothing cached)."""
+    for name in CACHED_MODULES:
+        module = sys.modules.get(name)
+        reset = getattr(module, "reset", None)
+        if callable(reset):
+            reset()
 
 
 def forget_handlers() -> None:

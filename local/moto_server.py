@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from local.processes import stop_process
+
 LOG = logging.getLogger("latchkey.local.moto")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,13 +136,7 @@ class MotoServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):

@@ -79,6 +79,7 @@ class Seeded:
     secret_arn: str
     claim_code_key: bytes = field(repr=False)
     region: str = REGION
+    origin_verify: str = field(default="", repr=False)  # what CloudFront (the gateway) sends the functions
 
     @property
     def issuer(self) -> str:
@@ -91,7 +92,8 @@ class Seeded:
         return login(self.moto_url, self.user_pool_client_id, email, password)
 
 
-def _create_tables(ddb: Any, prefix: str) -> dict[str, str]:
+def create_tables(ddb: Any, prefix: str = PREFIX) -> dict[str, str]:
+    """Every table of `definitions.TABLES` as the stack creates it; logical id -> physical name."""
     names: dict[str, str] = {}
     for table in d.TABLES:
         name = table_name(table, prefix)
@@ -179,11 +181,12 @@ def seed(
     prefix: str = PREFIX,
 ) -> Seeded:
     """Create every resource in the moto server at `moto_url`; return what was made and the env."""
-    tables = _create_tables(aws_client("dynamodb", moto_url), prefix)
+    tables = create_tables(aws_client("dynamodb", moto_url), prefix)
     pool_id, client_id = _create_user_pool(aws_client("cognito-idp", moto_url), prefix)
     _create_iot(aws_client("iot", moto_url), ca)
 
     claim_code_key = secrets.token_bytes(32)
+    origin_verify = secrets.token_urlsafe(32)  # new every run: only this run's gateway knows it
     secret_arn = aws_client("secretsmanager", moto_url).create_secret(
         Name=f"{prefix}/service",
         SecretString=json.dumps(
@@ -191,6 +194,7 @@ def seed(
                 "claimCodeKey": base64.b64encode(claim_code_key).decode(),
                 "caCertPem": ca.cert_pem,
                 "caKeyPem": ca.key_pem,
+                c.SECRET_ORIGIN_VERIFY_KEY: origin_verify,
             }
         ),
     )["ARN"]
@@ -228,6 +232,7 @@ def seed(
         user_pool_client_id=client_id,
         secret_arn=secret_arn,
         claim_code_key=claim_code_key,
+        origin_verify=origin_verify,
     )
 
 

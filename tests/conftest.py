@@ -20,10 +20,8 @@ Fixtures:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import uuid
@@ -34,6 +32,7 @@ from typing import Any
 import pytest
 
 from local.cloud import EmbeddedCloud
+from local.processes import stop_process
 from local.seed import random_password
 from local.testing import HttpClient, Owner
 
@@ -144,14 +143,7 @@ class AgentLauncher:
 
     def stop_all(self) -> None:
         for proc, log in self.started:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_process(proc, timeout=10)
             # Shown by pytest when the test failed: what the agent saw.
             tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
             print(f"--- agent log ({log}), exit code {proc.returncode} ---", *tail, sep="\n")

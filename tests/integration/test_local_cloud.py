@@ -361,6 +361,52 @@ def test_access_token_is_accepted_too(http: HttpClient, owner: Owner, capture):
     assert jwt["scopes"] == ["aws.cognito.signin.user.admin"]
 
 
+def _raw_request(
+    cloud: EmbeddedCloud, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, int]:
+    """(status, the client's own port): sent with http.client so the peer address is known."""
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.gateway.port if cloud.gateway else 0, timeout=10)
+    try:
+        conn.connect()
+        port = conn.sock.getsockname()[1]
+        conn.request(method, path, body=body, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+    finally:
+        conn.close()
+    return answer.status, port
+
+
+def test_functions_see_the_viewer_address_and_the_origin_secret_like_behind_cloudfront(
+    cloud: EmbeddedCloud, owner: Owner, capture
+):
+    """The gateway plays CloudFront for /v1/*: forged forwarding headers never reach a function."""
+    cap = capture("OwnerApi", "DeviceApi")
+    secret = json.loads(
+        cloud.aws("secretsmanager").get_secret_value(SecretId=os.environ[c.ENV_SECRETS_ARN])["SecretString"]
+    )
+    forged = {
+        "X-Forwarded-For": "203.0.113.9",
+        "CloudFront-Viewer-Address": "203.0.113.9:4444",
+        c.HEADER_ORIGIN_VERIFY: "guessed",
+        "Content-Type": "application/json",
+    }
+    owner_call = _raw_request(
+        cloud, "POST", "/v1/claims", {**forged, "Authorization": f"Bearer {owner.token}"}, b"{}"
+    )
+    device_call = _raw_request(cloud, "POST", "/v1/device/poll", forged, b"{}")
+    assert [owner_call[0], device_call[0]] == [200, 200]
+    assert [e["routeKey"] for e in cap.events] == ["POST /v1/claims", "POST /v1/device/poll"]
+    for event, (_status, port) in zip(cap.events, [owner_call, device_call], strict=True):
+        headers = event["headers"]
+        assert headers[c.HEADER_VIEWER_ADDRESS] == f"127.0.0.1:{port}"
+        assert headers[c.HEADER_ORIGIN_VERIFY] == secret[c.SECRET_ORIGIN_VERIFY_KEY]
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+        assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+        assert "203.0.113" not in json.dumps(event)
+    assert len(secret[c.SECRET_ORIGIN_VERIFY_KEY]) >= 32
+
+
 def test_device_route_has_no_authorizer_and_binary_bodies_are_base64(http: HttpClient, capture):
     cap = capture("DeviceApi")
     raw = bytes(range(256))
@@ -532,3 +578,61 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "zombie" not in status.lower()
+
+
+# -- `make run` ------------------------------------------------------------------------------------------
+def _readme_banner() -> list[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("prints something like:", 1)[1].split("```", 2)[1]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _label(line: str) -> str:
+    return line[:17].strip()  # "  Claim page     http://..." -> "Claim page"
+
+
+def test_make_run_prints_the_readme_banner_keeps_the_console_quiet_and_stops_on_ctrl_c(tmp_path: Path):
+    import select
+    import signal
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LATCHKEY_", "AWS_"))}
+    env.update(
+        {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1"},
+        LATCHKEY_HTTP_PORT="0",
+        LATCHKEY_MQTT_PORT="0",
+        LATCHKEY_MOTO_PORT="0",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local", "--state-dir", str(tmp_path / "run")],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        received = b""
+        deadline = time.monotonic() + 120
+        while b"Started in" not in received and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)  # unbuffered: select sees what is left
+                if not chunk:
+                    break
+                received += chunk
+        printed = received.decode().splitlines()
+        banner = [line for line in printed if line.strip()]
+        assert [_label(line) for line in banner] == [_label(line) for line in _readme_banner()], printed
+        claim_page = next(line for line in banner if _label(line) == "Claim page").split()[-1]
+        assert HttpClient(claim_page).get("/config.json").status == 200
+        lock = json.loads((tmp_path / "run" / "instance.lock").read_text())
+        assert lock == {"pid": proc.pid, "url": claim_page}
+        log = tmp_path / "run" / "local.log"
+        wait_until(lambda: "/v1/device/poll" in log.read_text(), timeout=60)  # the demo agent polled
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert out.decode().strip() == "Stopping..."
+    console = err.decode()
+    assert "Traceback" not in console and "/v1/device/poll" not in console, console  # polls: file only

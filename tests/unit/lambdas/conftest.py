@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,46 +58,20 @@ def make_csr(key: Any, common_name: str = "device") -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _make_ca() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Latchkey Test CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), private_pem(key)
-
-
 _CA: tuple[str, str] | None = None
+_CA_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
 def test_ca() -> tuple[str, str]:
-    """(certificate PEM, private key PEM) of the test CA, made once per session."""
-    global _CA
+    """(certificate PEM, private key PEM) of the test CA (the local cloud's CA builder), made once per
+    session in a temporary directory."""
+    global _CA, _CA_DIR
     if _CA is None:
-        _CA = _make_ca()
+        from local.pki import LocalCA
+
+        _CA_DIR = tempfile.TemporaryDirectory(prefix="latchkey-test-ca-")
+        ca = LocalCA(_CA_DIR.name, common_name="Latchkey Test CA")
+        _CA = (ca.cert_pem, ca.key_pem)
     return _CA
 
 
@@ -238,43 +212,11 @@ class AwsEnv:
         return [e["action"] for e in reversed(audit.list_events(device_id))]
 
 
-def _create_table(ddb: Any, table: Any, name: str) -> None:
-    keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
-    if table.sort_key:
-        keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
-    request: dict[str, Any] = {
-        "TableName": name,
-        "KeySchema": keys,
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in table.attribute_names()],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-    if table.indexes:
-        request["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
-                + ([{"AttributeName": index.sort_key, "KeyType": "RANGE"}] if index.sort_key else []),
-                "Projection": {"ProjectionType": index.projection},
-            }
-            for index in table.indexes
-        ]
-    ddb.create_table(**request)
-
-
 def reset_caches() -> None:
     """Forget every per-container cache (clients, secret, CA, IoT endpoint) so moto's state is used."""
-    import sys
+    from local.lambda_runtime import reset_function_caches
 
-    for name in (
-        "lambdas.aws_clients",
-        "lambdas.adapters.secrets",
-        "lambdas.adapters.ca",
-        "lambdas.adapters.iot",
-        "lambdas.adapters.mqtt",
-    ):
-        module = sys.modules.get(name)
-        if module is not None and hasattr(module, "reset"):
-            module.reset()
+    reset_function_caches()
 
 
 _MOTO_LOCK = threading.RLock()
@@ -328,6 +270,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
 
     from lambdas import constants as c
     from lambdas import definitions
+    from local.seed import create_tables
 
     for name in ("LATCHKEY_AWS_ENDPOINT_URL", c.ENV_MQTT_BRIDGE, "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -345,12 +288,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     ca_cert, ca_key = test_ca()
     session = _share_botocore_session(monkeypatch)
     with mock_aws():
-        ddb = session.client("dynamodb")
-        tables = {}
-        for table in definitions.TABLES:
-            name = f"latchkey-test-{table.logical_id}"
-            _create_table(ddb, table, name)
-            tables[table.logical_id] = name
+        tables = create_tables(session.client("dynamodb"), prefix="latchkey-test")
         secret = session.client("secretsmanager").create_secret(
             Name="latchkey-test-secret",
             SecretString=json.dumps(

@@ -8,6 +8,7 @@ before they get here (names are validated by the models).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 ARDUINO_BOARDS = ("esp32", "esp8266")
 
@@ -59,6 +60,22 @@ def render_c_header(items: list[tuple[str, str, str]]) -> str:
     ]
     lines += [f"#define {macro} {_c_string(value)}" for _, macro, value in items]
     lines += ["#endif /* LATCHKEY_CONFIG_H */"]
+    return "\n".join(lines) + "\n"
+
+
+def agent_toml(
+    device_id: str, api_url: str, board: str | None, identity_file: str, extra: dict[str, Any] | None = None
+) -> str:
+    """The agent config of a minted device (`latchkey devices mint`): paths relative to the file."""
+    lines = [
+        f"# Latchkey agent configuration for {device_id}, written by `latchkey devices mint`.",
+        "# Run: python -m firmware --config agent.toml   (relative paths are relative to this file)",
+        f"api_url = {json.dumps(api_url)}",
+        f"identity_file = {json.dumps(identity_file)}",
+        f"state_dir = {json.dumps('state')}",
+        f"board = {json.dumps(board or '')}",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in (extra or {}).items()]
     return "\n".join(lines) + "\n"
 
 

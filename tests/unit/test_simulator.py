@@ -3,6 +3,7 @@ and peaks right, and prices them like a hand computation."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -193,3 +194,54 @@ def test_the_command_prints_the_side_by_side_table(tmp_path):
     assert "backoff, cap" in result.output and "+1 s per attempt" in result.output
     assert "Power outage" in result.output and "Monthly bill" in result.output
     assert out.exists()
+
+
+def _small_study(monkeypatch, sweep: bool = False, progress=None):
+    from fleetsim import study
+
+    # Two caps instead of fifteen: the sweep's machinery, at a fraction of its cost.
+    monkeypatch.setattr(study, "CAP_SWEEP", (60.0, 65.0))
+    spec = study.StudySpec(
+        fleet=fm.Fleet(devices=1000, days=2), schedules=("backoff", "fixed5"), samples=100, sweep=sweep
+    )
+    return study.run(spec, progress=progress)
+
+
+def test_the_study_reports_its_progress_step_by_step(monkeypatch):
+    seen: list[tuple[str, float]] = []
+    result = _small_study(monkeypatch, sweep=True, progress=lambda what, share: seen.append((what, share)))
+    shares = [share for _, share in seen]
+    assert shares[0] == 0.0 and shares[-1] == 1.0
+    assert all(a <= b for a, b in itertools.pairwise(shares)), "progress went backwards"
+    steps = {what for what, _ in seen}
+    assert {"fleet over 2 days: backoff, cap 65 s", "power outage: every 5 s, no jitter"} <= steps
+    assert "cap sweep: the fleet at cap 60 s" in steps
+    assert result.sweep is not None and [row.cap for row in result.sweep.rows] == [60.0, 65.0]
+
+
+def test_buckets_turn_a_comb_into_its_level():
+    from fleetsim.plot import buckets
+
+    comb = [1000.0, 0.0] * 30  # what per-second counts of a sampled, jittered fleet look like
+    assert buckets(comb, 10) == [500.0] * 6
+    gap = buckets([0.0] * 10 + [5.0] * 10, 10)
+    assert math.isnan(gap[0]) and gap[1] == 5.0  # an empty bucket is a gap, not a spike to a floor
+
+
+def test_the_plot_keeps_its_legend_off_the_data_and_draws_bucket_means(monkeypatch, tmp_path):
+    from fleetsim import plot
+
+    result = _small_study(monkeypatch)
+    fig = plot.figure(result)
+    fig.canvas.draw()
+    top, bottom = fig.axes
+    assert top.get_legend() is None and bottom.get_legend() is None
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["backoff, cap 65 s", "every 5 s"]
+    box = legend.get_window_extent()
+    assert not box.overlaps(top.get_window_extent()) and not box.overlaps(bottom.get_window_extent())
+    outage_steps = [p for p in top.patches if hasattr(p, "get_data")]
+    assert len(outage_steps) == 2
+    assert all(len(p.get_data().values) == 600 // plot.OUTAGE_BUCKET_S for p in outage_steps)
+    plot.save(result, tmp_path / "fleet.png")
+    assert (tmp_path / "fleet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

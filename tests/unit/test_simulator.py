@@ -202,7 +202,7 @@ def _small_study(monkeypatch, sweep: bool = False, progress=None):
     # Two caps instead of fifteen: the sweep's machinery, at a fraction of its cost.
     monkeypatch.setattr(study, "CAP_SWEEP", (60.0, 65.0))
     spec = study.StudySpec(
-        fleet=fm.Fleet(devices=1000, days=2), schedules=("backoff", "fixed5"), samples=100, sweep=sweep
+        fleet=fm.Fleet(devices=1000, days=1), schedules=("backoff", "linear"), samples=100, sweep=sweep
     )
     return study.run(spec, progress=progress)
 
@@ -214,7 +214,7 @@ def test_the_study_reports_its_progress_step_by_step(monkeypatch):
     assert shares[0] == 0.0 and shares[-1] == 1.0
     assert all(a <= b for a, b in itertools.pairwise(shares)), "progress went backwards"
     steps = {what for what, _ in seen}
-    assert {"fleet over 2 days: backoff, cap 65 s", "power outage: every 5 s, no jitter"} <= steps
+    assert {"fleet over 1 days: backoff, cap 65 s", "power outage: +1 s per attempt, no jitter"} <= steps
     assert "cap sweep: the fleet at cap 60 s" in steps
     assert result.sweep is not None and [row.cap for row in result.sweep.rows] == [60.0, 65.0]
 
@@ -237,7 +237,7 @@ def test_the_plot_keeps_its_legend_off_the_data_and_draws_bucket_means(monkeypat
     top, bottom = fig.axes
     assert top.get_legend() is None and bottom.get_legend() is None
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["backoff, cap 65 s", "every 5 s"]
+    assert [t.get_text() for t in legend.get_texts()] == ["backoff, cap 65 s", "+1 s per attempt"]
     box = legend.get_window_extent()
     assert not box.overlaps(top.get_window_extent()) and not box.overlaps(bottom.get_window_extent())
     outage_steps = [p for p in top.patches if hasattr(p, "get_data")]

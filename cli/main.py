@@ -1,7 +1,8 @@
 """`latchkey`: the operator's console script (entry point `cli.main:main`).
 
 Command groups register on `cli` (`cli.add_command(...)` in this module, one module per group under
-`cli/`): `devices`, `simulate`, `doctor`.
+`cli/`): `devices`, `simulate`, `doctor`. Nothing imports this module but the entry point: what the
+commands share lives in `cli/context.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import click
 from cli.devices import devices
 from cli.doctor import doctor
 from cli.env import DEFAULT_STACK
-from cli.errors import LatchkeyGroup, fail
+from cli.errors import LatchkeyGroup
 from cli.simulate import simulate
-
-_RESOLVED = "latchkey.environment"
 
 
 def _version() -> str:
@@ -40,25 +39,8 @@ def _version() -> str:
 @click.version_option(version=_version(), prog_name="latchkey", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, stack: str, region: str | None, debug: bool) -> None:
-    """Latchkey: mint, inspect and revoke device identities."""
+    """Latchkey: mint, inspect and revoke device identities; check a deployment; simulate a fleet."""
     ctx.ensure_object(dict)
-
-
-def ensure_environment(ctx: click.Context) -> str:
-    """Resolve the deployment once per invocation (cli/env.py); returns where it came from."""
-    from cli.env import EnvironmentProblem, resolve
-
-    root = ctx.find_root()
-    store = root.ensure_object(dict)
-    if _RESOLVED not in store:
-        try:
-            resolved = resolve(root.params.get("stack") or DEFAULT_STACK, root.params.get("region"))
-        except EnvironmentProblem as exc:
-            fail(str(exc))
-        store[_RESOLVED] = resolved.source
-        if root.params.get("debug"):
-            click.echo(f"environment: {resolved.source}", err=True)
-    return str(store[_RESOLVED])
 
 
 cli.add_command(devices)

@@ -10,12 +10,16 @@ from pathlib import Path
 from types import FrameType
 
 from firmware import __version__
+from firmware.exits import ExitCode, Unrecoverable
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="latchkey-agent",
         description="Latchkey device agent: waits to be claimed, then keeps this device online over MQTT.",
+        epilog="Exit status: 0 stopped by SIGTERM/SIGINT; 2 bad configuration; 3-7 the service refused this "
+        "device for good (3 token used, 4 token unknown or expired, 5 token bound to another MAC, "
+        "6 revoked, 7 deleted): flash a new configuration or identity. See docs/agent.md.",
     )
     parser.add_argument("--config", "-c", type=Path, required=True, help="agent configuration (TOML)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (overrides the config)")
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(config)
     except (ConfigError, ValueError) as exc:
         print(f"latchkey-agent: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("latchkey.agent").info("received %s; disconnecting", signal.Signals(signum).name)
@@ -41,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    agent.run()
-    return 0
+    try:
+        agent.run()
+    except Unrecoverable as exc:
+        # One sentence for the person reading the journal; the status for the supervisor.
+        print(f"latchkey-agent: {exc.sentence}", file=sys.stderr)
+        return exc.exit_code
+    return ExitCode.STOPPED
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from firmware.clock import Clock, SystemClock
 from firmware.config import AgentConfig, ConfigError
 from firmware.credentials import Credentials, CredentialsError, CredentialStore
 from firmware.device import DeviceModel
+from firmware.exits import ExitCode, Unrecoverable
 from firmware.identity import (
     Identity,
     IdentityError,
@@ -41,6 +42,19 @@ CLOCK_RETRY_DELAY = 1.0
 MIN_PLAUSIBLE_TIME = 1_735_689_600
 # Beyond this learned offset certificate dates cannot be checked against our clock either.
 MAX_TRUSTED_OFFSET = 86400.0
+# The error codes of the device API's refusals that only a re-flash can change (docs/protocol.md).
+# An answer with the status but not the code came from something else (a wrong api_url, a proxy).
+FINAL_ANSWERS = {
+    ("register", 410): ("registration_token_used", ExitCode.TOKEN_USED),
+    ("register", 401): ("invalid_registration_token", ExitCode.TOKEN_REJECTED),
+    ("register", 409): ("mac_mismatch", ExitCode.MAC_MISMATCH),
+    ("poll", 403): ("forbidden", ExitCode.REVOKED),
+    ("ack", 403): ("forbidden", ExitCode.REVOKED),
+    ("poll", 404): ("not_found", ExitCode.DELETED),
+}
+# Answers read from eventually consistent data (a fresh token's index entry, a just registered device)
+# are believed only when repeated after a wait at the cap; the others are final at once.
+CONFIRM_FIRST = {ExitCode.TOKEN_REJECTED, ExitCode.DELETED}
 
 SysInfo = Callable[[], dict[str, Any]]
 
@@ -78,6 +92,7 @@ class Agent:
         if self._clock_untrusted:
             log.warning("system clock is before 2025; certificate dates will not be checked until it is set")
         self._clock_retry_armed = True
+        self._suspect: ExitCode | None = None  # a final answer heard once, to be confirmed
         self._csr: str | None = None
         self._board = config.board or sysinfo.board()
         self._commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
@@ -147,6 +162,8 @@ class Agent:
                 self._wake.clear()
                 try:
                     delay = self.step()
+                except Unrecoverable:
+                    raise  # for the caller to exit with its code (python -m firmware)
                 except Exception:
                     # A device agent must not die on a bug or a full disk; the service will re-send.
                     log.exception("unexpected error in state %s; retrying later", self.state.value)
@@ -234,6 +251,40 @@ class Agent:
         self.store.wipe()
         self.credentials = None
 
+    def _final(self, call: str, response: Response) -> ExitCode | None:
+        """The exit code if this answer is one only a re-flash changes, from the device API itself."""
+        final = FINAL_ANSWERS.get((call, response.status))
+        if final is None:
+            return None
+        code, exit_code = final
+        if response.value("error") != code:
+            log.warning(
+                "%s answered HTTP %s without the device API's error code; is api_url %s right?",
+                call,
+                response.status,
+                self.api.base_url,
+            )
+            return None
+        return exit_code
+
+    def _give_up(self, exit_code: ExitCode, sentence: str, retry_after: float | None) -> float:
+        """Raise Unrecoverable, or wait at the cap once first if the answer must be confirmed."""
+        if exit_code in CONFIRM_FIRST and self._suspect is not exit_code:
+            self._suspect = exit_code
+            log.warning("%s; asking again at the cap before giving up", sentence.rstrip("."))
+            return self.backoff.at_cap(retry_after)
+        raise Unrecoverable(exit_code, sentence)
+
+    def _revoked(self, retry_after: float | None) -> float:
+        self._wipe()  # a revoked certificate is of no use to anyone
+        device = self.identity.device_id if self.identity else "this device"
+        return self._give_up(
+            ExitCode.REVOKED,
+            f"The service revoked device {device}: only a new identity brings it back "
+            "(mint one, or use Add device on the claim page, and flash it).",
+            retry_after,
+        )
+
     # -- states -----------------------------------------------------------------------------------
 
     def _register(self) -> float:
@@ -259,19 +310,28 @@ class Agent:
             self.backoff.reset()
             return 0.0
         retry_after = self._retry_after(response)
+        suspect, self._suspect = self._suspect, None
         if response.status == 429:
             log.warning("register rate-limited; retrying later")
             return self.backoff.next(retry_after)
-        reasons = {
-            401: "the registration token is unknown or expired; download a new device configuration",
-            409: f"the registration token is bound to another MAC address than {mac}",
-            410: "the registration token was already used; regenerate it in the claim page",
-        }
-        if response.status in reasons:
-            log.error("registration refused (HTTP %s): %s", response.status, reasons[response.status])
-            return self.backoff.at_cap(retry_after)
+        final = self._final("register", response)
+        if final is not None:
+            self._suspect = suspect
+            sentences = {
+                ExitCode.TOKEN_REJECTED: "The registration token is unknown or has expired: download a new "
+                "configuration for this device from the claim page and flash it.",
+                ExitCode.MAC_MISMATCH: f"The registration token is bound to another device's MAC address, not "
+                f"{mac}: download a configuration for this device from the claim page and flash it.",
+                ExitCode.TOKEN_USED: "The registration token was already used: regenerate it on the claim page "
+                "and flash the new configuration.",
+            }
+            return self._give_up(final, sentences[final], retry_after)
         log.warning("register answered HTTP %s; retrying", response.status)
-        return self.backoff.next(retry_after)
+        return (
+            self.backoff.at_cap(retry_after)
+            if response.status in (401, 409, 410)
+            else self.backoff.next(retry_after)
+        )
 
     def _poll(self) -> float:
         identity = self._require_identity()
@@ -287,15 +347,22 @@ class Agent:
             return self._unauthorized(response, "poll")
         self._clock_retry_armed = True
         retry_after = self._retry_after(response)
+        suspect, self._suspect = self._suspect, None
         if response.status == 200:
             return self._poll_answer(response, retry_after)
-        if response.status == 403:
-            log.error("the service revoked this device; wiping credentials, polling slowly")
-            self._wipe()
-            return self.backoff.at_cap(retry_after)
-        if response.status == 404:
-            log.error("the service does not know device %s (deleted?); polling slowly", identity.device_id)
-            return self.backoff.at_cap(retry_after)
+        final = self._final("poll", response)
+        if final is ExitCode.REVOKED:
+            return self._revoked(retry_after)
+        if final is ExitCode.DELETED:
+            self._suspect = suspect
+            return self._give_up(
+                final,
+                f"The service does not know device {identity.device_id} (deleted): only a new identity "
+                "brings it back (mint one, or use Add device on the claim page, and flash it).",
+                retry_after,
+            )
+        if response.status in (403, 404):
+            return self.backoff.at_cap(retry_after)  # not the device API's answer: keep asking, slowly
         if response.status == 429:
             log.warning("poll rate-limited; waiting %s s", retry_after)
             return self.backoff.next(retry_after)
@@ -356,11 +423,9 @@ class Agent:
             self.state = State.CONNECT
             self.backoff.reset()
             return 0.0
-        if response.status == 403:
-            log.error("the service revoked this device; wiping credentials, polling slowly")
-            self._wipe()
+        if self._final("ack", response) is ExitCode.REVOKED:
             self.state = State.POLL
-            return self.backoff.at_cap(retry_after)
+            return self._revoked(retry_after)
         if response.status in (404, 409, 410):
             log.error(
                 "the service no longer expects certificate %s (HTTP %s); polling again",

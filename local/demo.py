@@ -23,7 +23,8 @@ class DemoDevice(NamedTuple):
 
 
 def create_demo_device(cloud: EmbeddedCloud, board: str = "demo-board") -> DemoDevice:
-    from cli.devices import agent_toml, write_exclusive
+    from cli.files import write_exclusive
+    from lambdas.logic.device_config import agent_toml
     from lambdas.logic.manufacturing import mint_device
 
     minted = mint_device(None, board, "make-run")

@@ -113,7 +113,8 @@ class AgentLauncher:
         """The agent of a minted device, with the files `latchkey devices mint` writes."""
         import json
 
-        from cli.devices import agent_toml, write_exclusive
+        from cli.files import write_exclusive
+        from lambdas.logic.device_config import agent_toml
 
         home = self.tmp_path / minted.device_id
         home.mkdir(mode=0o700)

@@ -1,15 +1,53 @@
-"""The downloadable device configuration with a registration token embedded (design.md B).
+"""The agent's configuration files, rendered in one place (design.md A and B).
 
-One source, `settings()`, rendered two ways: a TOML file for the Python agent and a C header for
-Arduino-class boards (ESP8266/ESP32). Values are escaped for each syntax; control characters are refused
-before they get here (names are validated by the models).
+- `agent_toml()`: the config `latchkey devices mint` writes next to a minted identity (mode A).
+- `render()`: the downloadable configuration with a registration token embedded (mode B), from one
+  source, `settings()`, rendered two ways: a TOML file for the Python agent and a C header for
+  Arduino-class boards (ESP8266/ESP32).
+
+TOML goes through a maintained writer (tomli-w), never through string formatting: "a JSON string is a
+TOML string" fails outside the Basic Multilingual Plane, where JSON writes surrogate pairs that TOML
+refuses. Control characters are refused before they get here (names are validated by the models).
 """
 
 from __future__ import annotations
 
-import json
+from typing import Any
+
+import tomli_w
 
 ARDUINO_BOARDS = ("esp32", "esp8266")
+
+
+def _check(value: str) -> str:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("configuration values must not contain control characters")
+    return value
+
+
+def toml_document(comments: list[str], values: dict[str, Any]) -> str:
+    """`values` as a flat TOML document (strings, numbers, booleans), after one `# ` line per comment."""
+    for text in (*comments, *(v for v in values.values() if isinstance(v, str))):
+        _check(text)
+    return "".join(f"# {line}\n" for line in comments) + tomli_w.dumps(values)
+
+
+def agent_toml(
+    device_id: str, api_url: str, board: str | None, identity_file: str, extra: dict[str, Any] | None = None
+) -> str:
+    """The agent config of a minted device (`latchkey devices mint`): paths relative to the file."""
+    values: dict[str, Any] = {
+        "api_url": api_url,
+        "identity_file": identity_file,
+        "state_dir": "state",
+        "board": board or "",
+        **(extra or {}),
+    }
+    comments = [
+        f"Latchkey agent configuration for {device_id}, written by `latchkey devices mint`.",
+        "Run: python -m firmware --config agent.toml   (relative paths are relative to this file)",
+    ]
+    return toml_document(comments, values)
 
 
 def settings(api_url: str, token: str, name: str, board: str) -> list[tuple[str, str, str]]:
@@ -22,21 +60,16 @@ def settings(api_url: str, token: str, name: str, board: str) -> list[tuple[str,
     ]
 
 
-def _check(value: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("configuration values must not contain control characters")
-    return value
-
-
 def render_toml(items: list[tuple[str, str, str]]) -> str:
-    lines = ["# Latchkey agent configuration. Run: python -m firmware --config agent.toml"]
-    lines += ["# The registration token is single-use and expires 24 hours after it was issued."]
-    # A JSON string of printable characters is a valid TOML basic string.
-    lines += [f"{key} = {json.dumps(_check(value), ensure_ascii=True)}" for key, _, value in items]
-    return "\n".join(lines) + "\n"
+    comments = [
+        "Latchkey agent configuration. Run: python -m firmware --config agent.toml",
+        "The registration token is single-use and expires 24 hours after it was issued.",
+    ]
+    return toml_document(comments, {key: value for key, _, value in items})
 
 
 def _c_string(value: str) -> str:
+    """A C string literal of `value`'s UTF-8 bytes, for C and C++ compilers alike."""
     out = []
     for ch in _check(value):
         if ch in ('"', "\\"):

@@ -99,15 +99,17 @@ def test_mint_three_devices(cli_cloud, runner, tmp_path, label_texts):
     assert "PRIVATE KEY" not in manifest + stored
 
 
-def test_agent_config_points_at_the_identity(cli_cloud, runner, tmp_path):
-    firmware_config = pytest.importorskip("firmware.config")
-    firmware_identity = pytest.importorskip("firmware.identity")
+@pytest.mark.parametrize("board", ["rpi4", 'Küche 😀 "x" \\ 客厅'])
+def test_agent_config_points_at_the_identity(cli_cloud, runner, tmp_path, board):
+    from firmware import config as firmware_config
+    from firmware import identity as firmware_identity
+
     out = tmp_path / "out"
-    result = mint(runner, out, "--board", "rpi4")
+    result = mint(runner, out, "--board", board, "--labels", "none")
     assert result.exit_code == 0, result.output
     device_id = result.stdout.strip()
     config = firmware_config.load_config(out / device_id / "agent.toml")
-    assert config.api_url == API_URL and config.board == "rpi4"
+    assert config.api_url == API_URL and config.board == board
     assert config.identity_file == out / device_id / "identity.json"
     assert config.state_dir == out / device_id / "state"
     identity = firmware_identity.load_identity_file(config.identity_file)

@@ -14,6 +14,7 @@ from firmware.agent import CLOCK_RETRY_DELAY, IDENTITY_FILE, KEY_FILE, Agent, St
 from firmware.clock import SystemClock, VirtualClock
 from firmware.config import AgentConfig, ConfigError
 from firmware.credentials import Credentials, CredentialStore
+from firmware.exits import ExitCode, Unrecoverable
 from firmware.identity import load_identity_file
 from firmware.schedule import DEFAULT_CAP
 from tests.unit.firmware.firmware_fakes import (
@@ -210,7 +211,7 @@ def test_429_retry_after_header_is_honoured(api, make_agent):
     assert agent.step() == 45  # the body's retryAfter wins too
 
 
-def test_revoked_device_wipes_credentials_and_polls_slowly(api, make_agent):
+def test_revoked_device_found_after_a_refused_connect_wipes_and_stops(api, make_agent):
     api.reply(POLL, 200, provisioned())
     transport = FakeTransport()
     agent = make_agent(transport)
@@ -219,25 +220,27 @@ def test_revoked_device_wipes_credentials_and_polls_slowly(api, make_agent):
     # When the broker refuses the (now revoked) certificate and the API says 403
     transport.drop()
     transport.refuse = 10
-    api.reply(POLL, 403, {"error": "revoked"})
-    waits = drive(agent, agent.clock, lambda: agent.credentials is None)
+    api.reply(POLL, 403, {"error": "forbidden", "message": "This device has been revoked."})
+    with pytest.raises(Unrecoverable) as stopped:
+        drive(agent, agent.clock, lambda: False)
 
-    # Then it asked the API after the refused connect, wiped, and keeps polling at the cap
+    # Then it asked the API after the refused connect, wiped, and stops for good: only a re-flash helps
+    assert stopped.value.exit_code == ExitCode.REVOKED
     assert api.paths()[-1] == POLL
-    assert agent.store.load() is None and agent.state is State.POLL
-    assert 0.8 * DEFAULT_CAP <= waits[-1] <= DEFAULT_CAP
-    assert 0.8 * DEFAULT_CAP <= agent.step() <= DEFAULT_CAP  # and stays at the cap whatever it hears next
+    assert agent.store.load() is None and agent.credentials is None
 
 
-def test_unknown_device_keeps_polling_at_the_cap(api, make_agent):
+def test_unknown_device_asks_once_more_at_the_cap_then_stops(api, make_agent):
     api.reply(POLL, 404, {"error": "not_found"})
     api.reply(POLL, 404, {"error": "not_found"})
     agent = make_agent()
 
-    waits = [agent.step(), agent.step()]
+    wait = agent.step()
+    with pytest.raises(Unrecoverable) as stopped:
+        agent.step()
 
-    assert all(0.8 * DEFAULT_CAP <= w <= DEFAULT_CAP for w in waits)
-    assert agent.state is State.POLL
+    assert 0.8 * DEFAULT_CAP <= wait <= DEFAULT_CAP
+    assert stopped.value.exit_code == ExitCode.DELETED
 
 
 def test_release_command_wipes_credentials_and_goes_back_to_polling(api, make_agent):
@@ -383,7 +386,8 @@ def test_registered_device_restarts_without_registering_again(api, make_agent):
 
 
 @pytest.mark.parametrize("status", [401, 409, 410])
-def test_refused_registration_is_logged_and_backed_off_without_crashing(api, make_agent, caplog, status):
+def test_a_registration_refusal_from_something_else_is_backed_off(api, make_agent, caplog, status):
+    # "refused" is not the device API's error code (tests/unit/firmware/test_agent_exit_codes.py has those)
     api.reply(REGISTER, status, {"error": "refused"})
     agent = make_agent(registration_token="tok-very-secret", identity_file=None)
 

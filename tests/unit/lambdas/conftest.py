@@ -186,6 +186,7 @@ class AwsEnv:
     ca_cert_pem: str
     ca_key_pem: str
     env: dict[str, str] = field(default_factory=dict)
+    dropped_connections: list[str] = field(default_factory=list)  # iot-data DeleteConnection client ids
 
     @property
     def ddb(self) -> Any:
@@ -307,6 +308,18 @@ def _share_botocore_session(monkeypatch: pytest.MonkeyPatch) -> Any:
     return session_class(botocore_session=_BOTOCORE_SESSION, region_name=REGION)
 
 
+class _DataPlane:
+    def __init__(self, dropped: list[str]) -> None:
+        self.dropped = dropped
+
+    def delete_connection(self, clientId: str, **_kwargs: Any) -> None:  # noqa: N803 (boto3's name)
+        from botocore.exceptions import ClientError
+
+        self.dropped.append(clientId)
+        error = {"Error": {"Code": "ResourceNotFoundException", "Message": "not connected"}}
+        raise ClientError(error, "DeleteConnection")
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     from moto import mock_aws
@@ -361,12 +374,16 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_caches()
+        from lambdas.adapters import mqtt
         from lambdas.aws_clients import client
 
         for service in ("dynamodb", "iot", "secretsmanager"):
             client(service)  # made here, not concurrently by the first threads of a race test
+        env_ = AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
+        # moto has no iot-data DeleteConnection: record the calls; nobody is connected in a unit test.
+        monkeypatch.setattr(mqtt, "iot_data_client", lambda: _DataPlane(env_.dropped_connections))
         try:
-            yield AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
+            yield env_
         finally:
             reset_caches()
 

@@ -107,8 +107,6 @@ def install() -> None:
         ResourceNotFoundException,
     )
     from moto.iot.models import IoTBackend
-    from moto.iotdata.exceptions import ResourceNotFoundException as DataNotFound
-    from moto.iotdata.responses import IoTDataPlaneResponse
 
     moto.settings.default_user_config.setdefault("iot", {})["use_valid_cert"] = True
 
@@ -179,6 +177,22 @@ def install() -> None:
             for key in [k for k in self.principal_policies if k[0].endswith(f"/{certificate_id}")]:
                 del self.principal_policies[key]
 
+    IoTBackend.create_certificate_from_csr = create_certificate_from_csr  # type: ignore[method-assign]
+    IoTBackend.register_certificate = register_certificate  # type: ignore[method-assign]
+    IoTBackend.update_certificate = update_certificate  # type: ignore[method-assign]
+    IoTBackend.attach_thing_principal = attach_thing_principal  # type: ignore[method-assign]
+    IoTBackend.detach_thing_principal = detach_thing_principal  # type: ignore[method-assign]
+    IoTBackend.delete_certificate = delete_certificate  # type: ignore[method-assign]
+    install_delete_connection()
+
+
+def install_delete_connection() -> None:
+    """iot-data DeleteConnection, which moto lacks: the broker's front door closes the connection
+    (ResourceNotFoundException when no such client is connected, or no broker runs). The unit tests
+    install it in their in-process moto too."""
+    from moto.iotdata.exceptions import ResourceNotFoundException
+    from moto.iotdata.responses import IoTDataPlaneResponse
+
     def delete_connection(self: Any) -> str:
         client_id = unquote(self.path.split("/connections/", 1)[-1].split("?", 1)[0])
         query = parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
@@ -186,15 +200,9 @@ def install() -> None:
         if not _broker_control(
             {"op": "delete_connection", "clientId": client_id, "preventWill": prevent_will}
         ):
-            raise DataNotFound()
+            raise ResourceNotFoundException()
         return json.dumps({})
 
-    IoTBackend.create_certificate_from_csr = create_certificate_from_csr  # type: ignore[method-assign]
-    IoTBackend.register_certificate = register_certificate  # type: ignore[method-assign]
-    IoTBackend.update_certificate = update_certificate  # type: ignore[method-assign]
-    IoTBackend.attach_thing_principal = attach_thing_principal  # type: ignore[method-assign]
-    IoTBackend.detach_thing_principal = detach_thing_principal  # type: ignore[method-assign]
-    IoTBackend.delete_certificate = delete_certificate  # type: ignore[method-assign]
     IoTDataPlaneResponse.delete_connection = delete_connection  # type: ignore[attr-defined]
 
 

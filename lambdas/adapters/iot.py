@@ -342,20 +342,29 @@ def revoke_certificate(certificate_id: str, thing_name: str | None = None) -> No
     3. every policy detached: nothing it might still do is authorized.
     """
     description = describe_certificate(certificate_id)
-    if description is None:
-        return
+    if description is not None:
+        _revoke(certificate_id, description, thing_name)
+
+
+def _revoke(certificate_id: str, description: dict[str, Any], thing_name: str | None) -> list[str] | None:
+    """The three steps of `revoke_certificate`; the certificate's things when it looked them up."""
     arn = str(description.get("certificateArn") or certificate_arn(certificate_id))
-    try:
-        _set_status(certificate_id, "REVOKED")
-    except Exception as exc:
-        if error_code(exc) == _NOT_FOUND:
-            return
-        if error_code(exc) != "CertificateStateException":
-            raise _translate(exc) from exc
-    if description.get("status") in ("ACTIVE", "REVOKED"):
-        for thing in [thing_name] if thing_name else _principal_things(arn):
+    status = description.get("status")
+    if status != "REVOKED":
+        try:
+            _set_status(certificate_id, "REVOKED")
+        except Exception as exc:
+            if error_code(exc) == _NOT_FOUND:
+                return None
+            if error_code(exc) != "CertificateStateException":
+                raise _translate(exc) from exc
+    things = None
+    if status in ("ACTIVE", "REVOKED"):  # REVOKED too: an earlier attempt may have stopped before the drop
+        things = [thing_name] if thing_name else _principal_things(arn)
+        for thing in things:
             drop_connection(thing)
     _detach_policies(arn)
+    return None if thing_name else things
 
 
 def drop_connection(thing_name: str) -> bool:
@@ -416,15 +425,15 @@ def _detach_everything(arn: str, things: list[str]) -> None:
 
 def _remove_certificate(thing_name: str, certificate_id: str, patience: _Patience) -> None:
     """Revoke (and disconnect), detach, delete; waits, within `patience`, for the detach to propagate."""
-    try:
-        arn = certificate_arn(certificate_id)
-    except CertificateMissing:
+    description = describe_certificate(certificate_id)
+    if description is None:
         return
-    if describe_certificate(certificate_id) is None:
-        return
+    arn = str(description["certificateArn"])
     # REVOKED even when INACTIVE: a provisioning poll must not adopt a certificate on its way out.
-    revoke_certificate(certificate_id, None)
-    _detach_everything(arn, sorted({thing_name, *_principal_things(arn)}))
+    things = _revoke(certificate_id, description, None)
+    things = _principal_things(arn) if things is None else things
+    for thing in sorted({thing_name, *things}):  # the policies are detached already
+        _tolerant(_iot().detach_thing_principal, thingName=thing, principal=arn)
     # No forceDelete: it would delete a certificate a provisioning poll attached again meanwhile.
     while True:
         try:

@@ -308,18 +308,6 @@ def _share_botocore_session(monkeypatch: pytest.MonkeyPatch) -> Any:
     return session_class(botocore_session=_BOTOCORE_SESSION, region_name=REGION)
 
 
-class _DataPlane:
-    def __init__(self, dropped: list[str]) -> None:
-        self.dropped = dropped
-
-    def delete_connection(self, clientId: str, **_kwargs: Any) -> None:  # noqa: N803 (boto3's name)
-        from botocore.exceptions import ClientError
-
-        self.dropped.append(clientId)
-        error = {"Error": {"Code": "ResourceNotFoundException", "Message": "not connected"}}
-        raise ClientError(error, "DeleteConnection")
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     from moto import mock_aws
@@ -376,12 +364,20 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         reset_caches()
         from lambdas.adapters import mqtt
         from lambdas.aws_clients import client
+        from local import strict_iot
 
         for service in ("dynamodb", "iot", "secretsmanager"):
             client(service)  # made here, not concurrently by the first threads of a race test
         env_ = AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
-        # moto has no iot-data DeleteConnection: record the calls; nobody is connected in a unit test.
-        monkeypatch.setattr(mqtt, "iot_data_client", lambda: _DataPlane(env_.dropped_connections))
+        # iot-data at its default endpoint, which mock_aws serves; DeleteConnection is the embedded
+        # cloud's stand-in (no broker here: "not connected"); the calls are recorded.
+        strict_iot.install_delete_connection()
+        data_plane = session.client("iot-data")
+        data_plane.meta.events.register(
+            "provide-client-params.iot-data.DeleteConnection",
+            lambda params, **_kw: env_.dropped_connections.append(params["clientId"]),
+        )
+        monkeypatch.setattr(mqtt, "iot_data_client", lambda: data_plane)
         try:
             yield env_
         finally:

@@ -1,17 +1,17 @@
-"""The local IoT Core data plane: mosquitto with mutual TLS, per-device ACLs and a CRL.
+"""The local IoT Core data plane: mosquitto behind a front door that checks certificates against IoT.
 
-- Listener on 127.0.0.1 (a free port unless one is given) with `require_certificate true` and
-  `use_identity_as_username true`: the MQTT username is the certificate CN, which is the thing name.
-- The ACL file is generated from `lambdas.definitions.device_acl()` (pattern lines, `%u` = CN) plus full
-  access for the service identity (`latchkey-service`), so it cannot drift from the IoT policy.
-- The CRL comes from `local.pki.LocalCA`. Revocation: rewrite the CRL, SIGHUP mosquitto (2.0 reloads
-  the listener's TLS files, CRL included, without dropping anyone), then take over the revoked client's
-  session: connecting with the service certificate and the same client id makes mosquitto close the old
-  connection ("Client X already connected, closing old connection"), and the device's reconnect fails the
-  TLS handshake. Nobody else is disconnected.
+- mosquitto listens only on a Unix socket in a private (0700) directory, no TLS: only this process can
+  reach it. Its ACL is generated from `lambdas.definitions.device_acl()` (pattern lines, `%u` = the thing
+  name) plus full access for the service identity (`latchkey-service`), so it cannot drift from the IoT
+  policy. `allow_anonymous true` there is safe for that reason; mosquitto 2.0 refuses a username without
+  a password file otherwise.
+- Devices connect to `local.mqtt_front` on 127.0.0.1 (mutual TLS): it asks IoT whether the certificate
+  may connect with that client id (`authorizer`, see `local.iot_sync`) and forwards the CONNECT with
+  username = thing name. `drop(client id)` closes one connection (iot-data DeleteConnection's stand-in).
 - mosquitto logs to stdout; a reader thread copies the log to `mosquitto.log` and follows "New client
-  connected ... u'<CN>'" / "Client X disconnected" lines, so the broker knows who is connected and can
-  report connect/disconnect (the presence bridge turns them into IoT lifecycle events).
+  connected ... u'<thing>'" / "Client X closed its connection" lines, so the broker knows who is connected
+  and reports connects/disconnects (the presence bridge turns them into IoT lifecycle events); the peer
+  address and the certificate id come from the front door.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from lambdas import definitions as d
 from local.moto_server import free_port
+from local.mqtt_front import Admission, Authorizer, MqttFront
 from local.pki import SERVICE_CN, IssuedCert, LocalCA
 from local.processes import stop_process
 
@@ -48,6 +50,10 @@ MOSQUITTO = os.environ.get("LATCHKEY_MOSQUITTO") or (
 _CONNECTED = re.compile(
     r"New client connected from (?P<ip>[^ ]+?):(?P<port>\d+) as (?P<cid>\S+) \(p\d+, c\d+, k\d+(?:, u'(?P<user>.*)')?\)\.$"
 )
+UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+SOCKET_NAME = "mqtt.sock"
+CONTROL_NAME = "control.sock"
+
 _TAKEN_OVER = re.compile(r"Client (?P<cid>\S+) already connected, closing old connection\.$")
 _GONE = re.compile(
     r"Client (?P<cid>\S+) (?P<how>disconnected|closed its connection|has exceeded timeout|been disconnected)"
@@ -60,10 +66,34 @@ class ClientEvent:
 
     event_type: str  # "connected" | "disconnected"
     client_id: str
-    username: str | None  # the certificate CN
+    username: str | None  # the thing name the front door admitted (or the service identity)
     ip: str | None = None
     reason: str = ""
     timestamp: float = field(default_factory=time.time)
+    principal: str | None = None  # IoT's principal: the certificate id
+
+
+def socket_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """Where the broker's Unix sockets go: `state_dir` itself, or a private temporary directory when
+    that path is too long for a socket address. Known before the broker starts (the moto child needs
+    the control socket's path at launch)."""
+    state = Path(state_dir).resolve()
+    if len(str(state / CONTROL_NAME)) <= UNIX_PATH_MAX:
+        return state
+    return Path(tempfile.mkdtemp(prefix="latchkey-mqtt-"))
+
+
+def service_only(service: IssuedCert) -> Authorizer:
+    """An authorizer that admits only the service identity (a broker with no IoT behind it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(service.cert_pem.encode()).public_bytes(serialization.Encoding.DER)
+
+    def authorize(certificate_der: bytes, _client_id: str) -> Admission | str:
+        return Admission(SERVICE_CN, SERVICE_CN) if certificate_der == der else "unknown certificate"
+
+    return authorize
 
 
 def _pdeathsig() -> None:  # runs in the child between fork and exec
@@ -72,7 +102,7 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 class Broker:
-    """mosquitto for one embedded cloud; files under `state_dir`."""
+    """mosquitto and its front door for one embedded cloud; files under `state_dir`."""
 
     def __init__(
         self,
@@ -82,60 +112,90 @@ class Broker:
         host: str = "127.0.0.1",
         port: int = 0,
         executable: str = MOSQUITTO,
+        trusted_cas: Iterable[Path] = (),
+        sockets: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
         self.ca = ca
         self.host = host
         self.requested_port = port
         self.port = 0
         self.executable = executable
+        self.trusted_cas = [ca.cert_file, *trusted_cas]
         self.conf_file = self.state_dir / "mosquitto.conf"
         self.acl_file = self.state_dir / "acl"
         self.log_file = self.state_dir / "mosquitto.log"
+        self.sockets = sockets or socket_dir(self.state_dir)
+        self._own_sockets = self.sockets.resolve() != self.state_dir.resolve()  # a temporary directory
+        os.chmod(self.sockets, 0o700)
+        self.socket_file = self.sockets / SOCKET_NAME
+        self.control_file = self.sockets / CONTROL_NAME
         self.server: IssuedCert | None = None
         self.service: IssuedCert = ca.service_cert()
+        self.authorizer: Authorizer = service_only(self.service)
+        self.front: MqttFront | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
-        self._lock = threading.RLock()  # CRL writes, reloads, takeovers
+        self._lock = threading.RLock()
         self._state = threading.Condition()
-        self._reloads = 0
         self._clients: dict[str, tuple[str | None, str | None]] = {}  # client id -> (username, ip)
         self._listeners: list[Callable[[ClientEvent], None]] = []
-        self._applied: frozenset[int] = frozenset()
-        self._kicking: set[str] = set()  # client ids being taken over by kick()
+        self._dropping: dict[str, str] = {}  # client id -> disconnect reason, while the front drops it
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Broker:
         if not (os.path.exists(self.executable) or shutil.which(self.executable)):
             raise RuntimeError(f"mosquitto not found ({self.executable}); `make system-deps` installs it")
         self.server = self.ca.issue_server_cert(("127.0.0.1", "localhost"), name="broker-server")
-        self.ca.write_crl(self.ca.revoked)
-        self._applied = self.ca.revoked
         self.write_acl()
-        attempts = 1 if self.requested_port else 3  # a free port can be taken before mosquitto binds it
+        self._write_conf()
+        self._launch()
+        try:
+            self._wait_socket(timeout)
+            self._start_front(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        LOG.debug(
+            "mosquitto on %s (pid %d), front door on %s:%d", self.socket_file, self.pid, self.host, self.port
+        )
+        return self
+
+    def _start_front(self, timeout: float) -> None:
+        assert self.server is not None and self.server.cert_file and self.server.key_file
+        attempts = 1 if self.requested_port else 3  # a free port can be taken before we bind it
         for attempt in range(attempts):
-            self.port = self.requested_port or free_port(self.host)
-            self._write_conf()
-            self._launch()
+            front = MqttFront(
+                host=self.host,
+                port=self.requested_port or free_port(self.host),
+                server_cert=self.server.cert_file,
+                server_key=self.server.key_file,
+                trusted_cas=self.trusted_cas,
+                upstream=self.socket_file,
+                control=self.control_file,
+                authorize=lambda der, cid: self.authorizer(der, cid),
+                on_drop=self._on_drop,
+            )
             try:
-                self._wait_tls(timeout)
-                LOG.debug("mosquitto on %s:%d (pid %d)", self.host, self.port, self.pid)
-                return self
-            except RuntimeError:
-                self._terminate()
+                self.front = front.start()
+            except OSError:
                 if attempt == attempts - 1:
                     raise
-        raise AssertionError("unreachable")
+                continue
+            self.port = front.port
+            self._wait_tls(timeout)
+            return
 
     def _write_conf(self) -> None:
-        assert self.server is not None
         lines = [
             "# generated by local/broker.py",
             "per_listener_settings false",
-            "allow_anonymous false",
+            # only our Unix socket, in a 0700 directory: the front door is the only way in
+            "allow_anonymous true",
             "persistence false",
-            # mosquitto drops root privileges to user "mosquitto", which could not read our 0600 keys
+            # mosquitto drops root privileges to user "mosquitto", which could not use our directory
             f"user {getpass.getuser()}",
             # a log *file* is flushed line by line (stdout would be block-buffered into our pipe)
             "log_dest file /dev/stdout",
@@ -147,13 +207,7 @@ class Broker:
             "log_timestamp true",
             "connection_messages true",
             f"acl_file {self.acl_file}",
-            f"listener {self.port} {self.host}",
-            f"cafile {self.ca.cert_file}",
-            f"certfile {self.server.cert_file}",
-            f"keyfile {self.server.key_file}",
-            "require_certificate true",
-            "use_identity_as_username true",
-            f"crlfile {self.ca.crl_file}",
+            f"listener 0 {self.socket_file}",
             "",
         ]
         self.conf_file.write_text("\n".join(lines))
@@ -173,6 +227,8 @@ class Broker:
         self.acl_file.write_text("\n".join(lines))
 
     def _launch(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_file.unlink()
         main_thread = threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
             [self.executable, "-c", str(self.conf_file)],
@@ -188,12 +244,27 @@ class Broker:
         )
         self._reader.start()
 
-    def _wait_tls(self, timeout: float) -> None:
-        ctx = self.client_ssl_context()
+    def _wait_socket(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited at start; see {self.log_file}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(1)
+                    sock.connect(str(self.socket_file))
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"mosquitto did not listen on {self.socket_file}; see {self.log_file}"
+                    ) from None
+                time.sleep(0.02)
+
+    def _wait_tls(self, timeout: float) -> None:
+        ctx = self.client_ssl_context()
+        deadline = time.monotonic() + timeout
+        while True:
             try:
                 with (
                     socket.create_connection((self.host, self.port), timeout=1) as raw,
@@ -202,9 +273,7 @@ class Broker:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mosquitto did not accept TLS on {self.port}; see {self.log_file}"
-                    ) from None
+                    raise RuntimeError(f"the MQTT front door did not accept TLS on {self.port}") from None
                 time.sleep(0.02)
 
     @property
@@ -227,17 +296,23 @@ class Broker:
             proc.stdout.close()
 
     def restart(self, timeout: float = 10.0) -> None:
-        """Stop and start the broker on the same port (tests of devices surviving a broker restart)."""
+        """Stop and start mosquitto (tests of devices surviving a broker restart); every connection
+        through the front door is closed with it, the front door keeps listening."""
         with self._lock:
             self._terminate()
             with self._state:
                 self._clients.clear()
             self._launch()
-            self._wait_tls(timeout)
+            self._wait_socket(timeout)
 
     def stop(self) -> None:
         with self._lock:
+            front, self.front = self.front, None
+            if front is not None:
+                front.stop()
             self._terminate()
+            if self._own_sockets:
+                shutil.rmtree(self.sockets, ignore_errors=True)
         with self._state:
             self._clients.clear()
 
@@ -250,7 +325,16 @@ class Broker:
         ctx.load_cert_chain(str(cert.cert_file), str(cert.key_file))
         return ctx
 
-    # -- log follower -----------------------------------------------------------------------------
+    # -- connections ------------------------------------------------------------------------------
+    def drop(self, client_id: str, reason: str = "SERVER_INITIATED_DISCONNECT") -> bool:
+        """Close a client's connection now (what DeleteConnection does); False if it is not connected."""
+        front = self.front
+        return front.drop(client_id, reason) if front is not None else False
+
+    def _on_drop(self, client_id: str, reason: str) -> None:
+        with self._state:
+            self._dropping[client_id] = reason
+
     def add_client_listener(self, listener: Callable[[ClientEvent], None]) -> None:
         self._listeners.append(listener)
 
@@ -259,7 +343,7 @@ class Broker:
             self._listeners.remove(listener)
 
     def connected(self) -> dict[str, str | None]:
-        """Client id -> username (certificate CN) of every client connected right now."""
+        """Client id -> username (thing name) of every client connected right now."""
         with self._state:
             return {cid: user for cid, (user, _ip) in self._clients.items()}
 
@@ -277,31 +361,29 @@ class Broker:
     def _parse(self, line: str) -> None:
         _, _, message = line.partition(": ")
         events: list[ClientEvent] = []
+        front = self.front
         with self._state:
-            if message == "Reloading config.":
-                self._reloads += 1
-                self._state.notify_all()
-                return
             if m := _CONNECTED.search(message):
-                self._clients[m["cid"]] = (m["user"], m["ip"])
-                events.append(ClientEvent("connected", m["cid"], m["user"], m["ip"]))
+                cid = m["cid"]
+                ip = (front.peer(cid) if front else None) or m["ip"]
+                self._clients[cid] = (m["user"], ip)
+                self._dropping.pop(cid, None)
+                principal = front.principal(cid) if front else None
+                events.append(ClientEvent("connected", cid, m["user"], ip, principal=principal))
             elif m := _TAKEN_OVER.search(message):
                 old = self._clients.pop(m["cid"], None)
                 if old:
-                    # our own takeover (revocation) is the server's doing; otherwise the device reconnected
-                    reason = (
-                        "SERVER_INITIATED_DISCONNECT" if m["cid"] in self._kicking else "DUPLICATE_CLIENTID"
-                    )
-                    events.append(ClientEvent("disconnected", m["cid"], old[0], old[1], reason))
+                    events.append(ClientEvent("disconnected", m["cid"], old[0], old[1], "DUPLICATE_CLIENTID"))
             elif m := _GONE.search(message):
                 old = self._clients.pop(m["cid"], None)
+                dropped = self._dropping.pop(m["cid"], None)
                 if old:
                     reason = (
                         "CLIENT_INITIATED_DISCONNECT" if m["how"] == "disconnected" else "CONNECTION_LOST"
                     )
                     if m["how"] == "has exceeded timeout":
                         reason = "MQTT_KEEP_ALIVE_TIMEOUT"
-                    events.append(ClientEvent("disconnected", m["cid"], old[0], old[1], reason))
+                    events.append(ClientEvent("disconnected", m["cid"], old[0], old[1], dropped or reason))
             self._state.notify_all()
         for event in events:
             for listener in list(self._listeners):
@@ -321,84 +403,13 @@ class Broker:
                 self._state.wait(left)
             return True
 
-    # -- revocation -------------------------------------------------------------------------------
-    @property
-    def revoked(self) -> frozenset[int]:
-        """The serials mosquitto refuses (in force: the CRL is written *and* reloaded)."""
-        return self._applied
-
-    def revoke(self, serials: Iterable[int], identities: Iterable[str] = ()) -> bool:
-        """Refuse these certificate serials from now on and drop the live sessions of `identities`
-        (certificate CNs = thing names). True when the CRL changed."""
-        with self._lock:
-            return self.sync_crl(self._applied | set(serials), identities)
-
-    def unrevoke(self, serials: Iterable[int]) -> bool:
-        with self._lock:
-            return self.sync_crl(self._applied - set(serials))
-
-    def sync_crl(self, serials: Iterable[int], identities: Iterable[str] = ()) -> bool:
-        """Make the CRL revoke exactly `serials`; reload mosquitto; take over `identities`' sessions."""
-        wanted = frozenset(serials)
-        with self._lock:
-            changed = wanted != self.ca.revoked
-            if changed:
-                self.ca.write_crl(wanted)
-                self.reload()
-            self._applied = wanted
-            for identity in identities:
-                self.kick(identity)
-            return changed
-
-    def reload(self, timeout: float = 5.0) -> None:
-        """SIGHUP: mosquitto re-reads the config, ACL, certificates and CRL; wait until it has."""
-        with self._lock:
-            if not self.running:
-                return
-            assert self._proc is not None
-            with self._state:
-                before = self._reloads
-            self._proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + timeout
-            with self._state:
-                while self._reloads == before:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        LOG.warning("mosquitto did not confirm the reload within %.1fs", timeout)
-                        return
-                    self._state.wait(left)
-
-    def kick(self, identity: str, timeout: float = 5.0) -> None:
-        """Close the live session(s) of a device: every client whose CN is `identity`, and the client
-        id `identity` (device contract: client id = thing name = CN)."""
+    def wait_gone(self, client_id: str, timeout: float = 10.0) -> bool:
+        """True once `client_id` is not connected (bounded by `timeout`)."""
+        deadline = time.monotonic() + timeout
         with self._state:
-            client_ids = {cid for cid, (user, _ip) in self._clients.items() if user == identity}
-        client_ids.add(identity)
-        for cid in sorted(client_ids):
-            self._take_over(cid, timeout)
-
-    def _take_over(self, client_id: str, timeout: float) -> None:
-        import paho.mqtt.client as mqtt
-
-        if not self.running:
-            return
-        with self._state:
-            self._kicking.add(client_id)
-        done = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-        client.tls_set_context(self.client_ssl_context())
-        client.on_connect = lambda *_args: done.set()
-        try:
-            client.connect(self.host, self.port, keepalive=10)
-            client.loop_start()
-            if not done.wait(timeout):
-                LOG.warning("takeover of %s not acknowledged", client_id)
-            with self._state:  # let the log reader see the takeover while it is still ours
-                self._state.wait_for(lambda: (self._clients.get(client_id) or ("",))[0] == SERVICE_CN, 1.0)
-            client.disconnect()
-        except OSError as exc:
-            LOG.warning("takeover of %s failed: %s", client_id, exc)
-        finally:
-            client.loop_stop()
-            with self._state:
-                self._kicking.discard(client_id)
+            while client_id in self._clients:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._state.wait(left)
+            return True

@@ -3,9 +3,10 @@
     with EmbeddedCloud(tmp_path) as cloud:
         cloud.gateway_url, cloud.mqtt_port, cloud.login(...)
 
-Start order: moto server (a child process) -> local CA -> mosquitto (a child process) -> seed moto from
-`lambdas.definitions` -> set `os.environ` to the functions' environment (the handlers run in this
-process) -> certificate sync -> presence bridge -> gateway -> `<state_dir>/cloud.env.json`.
+Start order: the stand-in for Amazon's CA -> moto server (a child process, strict IoT) -> local CA ->
+mosquitto (a child process) and its front door -> seed moto from `lambdas.definitions` -> set
+`os.environ` to the functions' environment (the handlers run in this process) -> IoT directory (who may
+connect) -> presence bridge -> gateway -> `<state_dir>/cloud.env.json`.
 `stop()` undoes all of it (idempotent), terminates adopted child processes and restores `os.environ`.
 """
 
@@ -21,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from local.broker import Broker
+from local.broker import Broker, socket_dir
 from local.gateway import Gateway, GatewayConfig
-from local.iot_sync import IotCertificateSync
+from local.iot_sync import REVALIDATE_EVERY, IotDirectory
 from local.lambda_runtime import reset_function_caches
 from local.moto_server import MotoServer
 from local.pki import IssuedCert, LocalCA
@@ -31,10 +32,12 @@ from local.presence_bridge import PresenceBridge
 from local.processes import stop_process
 from local.seed import PRODUCT_NAME, REGION, UNSET_VARS, Seeded, aws_client, seed, warm_clients
 from local.shadow_service import ShadowService
+from local.strict_iot import DEFAULT_DETACH_DELAY, ENV_AWS_CA_DIR, ENV_BROKER_CONTROL, ENV_DETACH_DELAY
 
 LOG = logging.getLogger("latchkey.local")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEB_ROOT = REPO_ROOT / "web"
+AWS_CA_CN = "Latchkey Local stand-in for Amazon's IoT CA"
 
 ENV_FILE_NAME = "cloud.env.json"  # the environment as JSON, for the CLI (cli/env.py) and other processes
 ENV_API_URL = "LATCHKEY_API_URL"
@@ -61,6 +64,9 @@ class EmbeddedCloud:
         wipe: bool = False,
         set_environ: bool = True,
         presence: bool = True,
+        cert_mode: str = "aws",
+        detach_delay: float = DEFAULT_DETACH_DELAY,
+        revalidate_every: float | None = REVALIDATE_EVERY,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.http_port = http_port
@@ -70,13 +76,17 @@ class EmbeddedCloud:
         self.wipe = wipe
         self.set_environ = set_environ
         self.presence_enabled = presence
+        self.cert_mode = cert_mode  # "aws" (CreateCertificateFromCsr) or "own-ca" (RegisterCertificate)
+        self.detach_delay = detach_delay  # DetachThingPrincipal's propagation time (local.strict_iot)
+        self.revalidate_every = revalidate_every  # the eventual drop of certificates no longer ACTIVE
+        self.aws_ca: LocalCA | None = None
         self.region = REGION
         self.env: dict[str, str] = {}
         self.moto: MotoServer | None = None
         self.ca: LocalCA | None = None
         self.broker: Broker | None = None
         self.seeded: Seeded | None = None
-        self.iot_sync: IotCertificateSync | None = None
+        self.iot_sync: IotDirectory | None = None
         self.presence: PresenceBridge | None = None
         self.shadows: ShadowService | None = None
         self.gateway: Gateway | None = None
@@ -106,14 +116,30 @@ class EmbeddedCloud:
         self._started = True
         try:
             # moto's import dominates startup: it loads in its own process while we make the CA and broker.
-            moto = self.moto = MotoServer(port=self.moto_port, log_file=self.state_dir / "moto.log")
+            self.aws_ca = LocalCA(self.state_dir / "pki-aws", AWS_CA_CN)  # the moto child signs with it
+            sockets = socket_dir(self.state_dir / "broker")
+            moto = self.moto = MotoServer(
+                port=self.moto_port,
+                log_file=self.state_dir / "moto.log",
+                env={
+                    ENV_AWS_CA_DIR: str(self.aws_ca.directory),
+                    ENV_BROKER_CONTROL: str(sockets / "control.sock"),
+                    ENV_DETACH_DELAY: str(self.detach_delay),
+                },
+            )
             moto.launch()
             clients = threading.Thread(
                 target=warm_clients, args=(moto.url,), name="boto3-warm-up", daemon=True
             )
             clients.start()  # boto3 loads its service models meanwhile (~1 s)
             self.ca = LocalCA(self.state_dir / "pki")
-            self.broker = Broker(self.state_dir / "broker", self.ca, port=self.mqtt_port_requested).start()
+            self.broker = Broker(
+                self.state_dir / "broker",
+                self.ca,
+                port=self.mqtt_port_requested,
+                trusted_cas=[self.aws_ca.cert_file],
+                sockets=sockets,
+            ).start()
             moto.wait_ready()
             clients.join(timeout=30)
 
@@ -123,12 +149,15 @@ class EmbeddedCloud:
                 mqtt_host=self.broker.host,
                 mqtt_port=self.broker.port,
                 service_cert=self.broker.service,
+                cert_mode=self.cert_mode,
             )
             self.env = dict(self.seeded.env)
             if self.set_environ:
                 self._apply_environ()
 
-            self.iot_sync = IotCertificateSync(self.aws("iot"), self.broker, self.ca).start()
+            self.iot_sync = IotDirectory(
+                self.aws("iot"), self.broker, self.broker.service, self.revalidate_every
+            ).start()
             if self.presence_enabled:
                 self.presence = PresenceBridge(self.broker).start()
             self.shadows = ShadowService(self.broker, self.aws("iot"), self.aws("iot-data")).start()
@@ -251,6 +280,12 @@ class EmbeddedCloud:
     def user_pool_client_id(self) -> str:
         assert self.seeded is not None, "cloud not started"
         return self.seeded.user_pool_client_id
+
+    def set_detach_delay(self, seconds: float) -> None:
+        """How long DetachThingPrincipal takes to propagate from now on (tests)."""
+        assert self.moto is not None, "cloud not started"
+        self.moto.configure_iot(detachDelaySeconds=seconds)
+        self.detach_delay = seconds
 
     def aws(self, service: str) -> Any:
         """A boto3 client for the embedded moto (dummy credentials, us-east-1)."""

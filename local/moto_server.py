@@ -4,8 +4,9 @@ It runs in a child process (`python -m local.moto_server`), not in a thread of t
 state in process-wide globals that every `mock_aws()` start/stop resets, so a unit test using
 `mock_aws` in the same pytest worker would wipe the embedded cloud's tables and user pool (and two
 clouds in one process would share one state). The child is moto's own WSGI app served by werkzeug,
-with one difference: requests are handled one at a time, so a DynamoDB condition check and its write
-are atomic, as on AWS (moto takes no locks of its own).
+with two differences: requests are handled one at a time, so a DynamoDB condition check and its write
+are atomic, as on AWS (moto takes no locks of its own); and IoT is made as strict as AWS where the Lambda
+code depends on it (`local.strict_iot`: CSRs honoured, eventually consistent detach, DeleteConnection).
 
 The child exits when told to (SIGTERM), when its stdin closes (the parent died, even by SIGKILL), and
 prints `READY <port>` once it listens (port 0 picks a free port, so there is no race for it).
@@ -29,6 +30,7 @@ from typing import IO, Any
 from local.processes import stop_process
 
 LOG = logging.getLogger("latchkey.local.moto")
+CONFIG_PATH = "/_latchkey/iot"  # local.strict_iot's settings (also there: the parent never imports moto)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,9 +50,14 @@ class MotoServer:
     """A moto server child process bound to `host` (a free port unless one is given)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, log_file: str | os.PathLike[str] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_file: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.host = host
+        self.env = dict(env or {})  # extra environment for the child (local.strict_iot's settings)
         self.requested_port = port
         self.port = 0
         self.log_file = Path(log_file) if log_file else None
@@ -79,6 +86,7 @@ class MotoServer:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "local.moto_server", self.host, str(self.port)],
                 cwd=REPO_ROOT,
+                env={**os.environ, **self.env},
                 stdin=subprocess.PIPE,  # our end closes when we die: the child's signal to exit
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -128,6 +136,19 @@ class MotoServer:
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
             pass
+
+    def configure_iot(self, **settings: float) -> dict[str, Any]:
+        """Read or change the strict IoT's settings (`detachDelaySeconds`); returns them."""
+        import json
+
+        req = urllib.request.Request(  # noqa: S310 (loopback)
+            f"{self.url}{CONFIG_PATH}",
+            data=json.dumps(settings).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as answer:  # noqa: S310 (loopback)
+            return dict(json.loads(answer.read()))
 
     def stop(self) -> None:
         self._kill()
@@ -181,12 +202,21 @@ def _serve(host: str, port: int) -> None:
     )
     from werkzeug.serving import make_server
 
+    from local import strict_iot
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    strict_iot.install()
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 
     def serialized(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         with lock:  # one request at a time: conditional writes are atomic, as on AWS
+            strict_iot.apply_due_detaches()
+            path = environ.get("PATH_INFO", "")
+            if path == CONFIG_PATH:
+                return strict_iot.handle_config(environ, start_response)
+            if path == "/moto-api/reset":
+                strict_iot.forget_pending()
             return list(app(environ, start_response))
 
     server = make_server(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)

@@ -1,9 +1,16 @@
-"""The local certificate authority: the stand-in for the AWS IoT CA chain and for own-CA mode.
+"""Local certificate authorities: the stand-ins for the AWS IoT CA chain, Amazon's device CA and own-CA mode.
 
-One EC P-256 CA signs the broker's server certificate (SAN 127.0.0.1 and localhost), the service
-client certificate (CN `latchkey-service`, the embedded cloud's own MQTT identity) and, through the
-Lambda code's own-CA adapter (the CA pair is in the secret), every device certificate. It also writes
-the CRL the broker checks. Everything lives under one directory; private keys are mode 0600.
+The embedded cloud makes two EC P-256 CAs, each in its own directory (private keys mode 0600):
+
+- the local CA (`pki/`) signs the broker's server certificate (SAN 127.0.0.1 and localhost), the
+  service client certificate (CN `latchkey-service`, the embedded cloud's own MQTT identity) and, in
+  own-CA mode, every device certificate (through the Lambda code's own-CA adapter: the CA pair is in
+  the secret);
+- the stand-in for Amazon's CA (`pki-aws/`) signs what `CreateCertificateFromCsr` issues in the moto
+  child (`local.strict_iot`); the Lambda code never sees its key, as on AWS.
+
+Whether a certificate may connect is IoT's certificate status, checked by the broker's front door at
+every connect (`local.iot_sync`), not a CRL.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ SERVER_CERT_FILE = "server.pem"
 SERVER_KEY_FILE = "server.key"
 SERVICE_CERT_FILE = "service.pem"
 SERVICE_KEY_FILE = "service.key"
-CRL_FILE = "crl.pem"
 
 
 def _now() -> dt.datetime:
@@ -79,15 +85,21 @@ class IssuedCert:
 
 
 class LocalCA:
-    """A CA whose files live in `directory` (created 0700 if missing; reused if already there)."""
+    """A CA whose files live in `directory` (created 0700 if missing; reused if already there).
 
-    def __init__(self, directory: str | os.PathLike[str], common_name: str = CA_CN) -> None:
+    `create=False` only loads an existing CA (the moto child reads the one its parent made)."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], common_name: str = CA_CN, *, create: bool = True
+    ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
         self.cert_file = self.directory / CA_CERT_FILE
         self.key_file = self.directory / CA_KEY_FILE
-        self.crl_file = self.directory / CRL_FILE
+        if not create and not (self.cert_file.exists() and self.key_file.exists()):
+            raise FileNotFoundError(f"no CA in {self.directory}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if create:
+            os.chmod(self.directory, 0o700)
         if self.cert_file.exists() and self.key_file.exists():
             self.cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
             key = serialization.load_pem_private_key(self.key_file.read_bytes(), None)
@@ -98,12 +110,6 @@ class LocalCA:
             self.cert = self._self_signed(common_name)
             _write(self.key_file, key_pem(self.key), 0o600)
             _write(self.cert_file, cert_pem(self.cert))
-        self._revoked: set[int] = set()
-        if self.crl_file.exists():
-            crl = x509.load_pem_x509_crl(self.crl_file.read_bytes())
-            self._revoked = {entry.serial_number for entry in crl}
-        else:
-            self.write_crl(())
 
     # -- the CA itself --------------------------------------------------------------------------
     def _self_signed(self, cn: str) -> x509.Certificate:
@@ -148,7 +154,7 @@ class LocalCA:
     # -- issuing --------------------------------------------------------------------------------
     def _issue(
         self,
-        subject_cn: str,
+        subject: str | x509.Name,
         public_key: ec.EllipticCurvePublicKey | object,
         *,
         server: bool,
@@ -156,9 +162,11 @@ class LocalCA:
         days: int = 825,
     ) -> x509.Certificate:
         now = _now()
+        if isinstance(subject, str):
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+            .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
@@ -201,12 +209,16 @@ class LocalCA:
             return self._save(save_as, cert, key)
         return IssuedCert(cn, cert.serial_number, cert_pem(cert).decode(), key_pem(key).decode())
 
-    def sign_csr(self, csr_pem: str | bytes, cn: str | None = None, days: int = 825) -> IssuedCert:
-        """Sign a device CSR (what the own-CA adapter does in the Lambda code), CN forced to `cn`."""
+    def sign_csr(
+        self, csr_pem: str | bytes, cn: str | None = None, days: int = 825, *, keep_subject: bool = False
+    ) -> IssuedCert:
+        """Sign a CSR's public key: with CN `cn` (what the own-CA adapter does in the Lambda code), or
+        with the CSR's own subject (`keep_subject`, what CreateCertificateFromCsr does)."""
         csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
         subject_cn = cn or common_name_of_csr(csr) or "device"
-        cert = self._issue(subject_cn, csr.public_key(), server=False, days=days)
-        return IssuedCert(subject_cn, cert.serial_number, cert_pem(cert).decode(), None)
+        subject: str | x509.Name = csr.subject if keep_subject else subject_cn
+        cert = self._issue(subject, csr.public_key(), server=False, days=days)
+        return IssuedCert(common_name(cert) or "", cert.serial_number, cert_pem(cert).decode(), None)
 
     def service_cert(self) -> IssuedCert:
         """The embedded cloud's own MQTT identity (full access in the broker ACL); created once."""
@@ -237,11 +249,7 @@ class LocalCA:
             key_file,
         )
 
-    # -- revocation -----------------------------------------------------------------------------
-    @property
-    def revoked(self) -> frozenset[int]:
-        return frozenset(self._revoked)
-
+    # -- what it signed -------------------------------------------------------------------------
     def issued_by_me(self, cert: x509.Certificate | str | bytes) -> bool:
         if not isinstance(cert, x509.Certificate):
             cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
@@ -251,32 +259,6 @@ class LocalCA:
             cert.verify_directly_issued_by(self.cert)
         except (ValueError, TypeError, Exception):
             return False
-        return True
-
-    def write_crl(self, serials: Iterable[int], path: Path | None = None) -> Path:
-        """Write a CRL revoking exactly `serials` (always a valid, signed CRL, even when empty)."""
-        self._revoked = set(serials)
-        now = _now()
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.cert.subject)
-            .last_update(now - dt.timedelta(minutes=5))
-            .next_update(now + dt.timedelta(days=365))
-            .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
-        )
-        for serial in sorted(self._revoked):
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
-            )
-        crl = builder.sign(self.key, hashes.SHA256())
-        return _write(path or self.crl_file, crl.public_bytes(serialization.Encoding.PEM))
-
-    def revoke(self, serials: Iterable[int]) -> bool:
-        """Add serials to the CRL; True when the CRL changed."""
-        new = set(serials) - self._revoked
-        if not new:
-            return False
-        self.write_crl(self._revoked | new)
         return True
 
 

@@ -57,7 +57,7 @@ def lifecycle_event(event: ClientEvent, session_id: str) -> dict[str, Any]:
         "timestamp": int(event.timestamp * 1000),
         "eventType": event.event_type,
         "sessionIdentifier": session_id,
-        "principalIdentifier": event.username,  # AWS: the certificate id; locally the certificate CN
+        "principalIdentifier": event.principal or event.username,  # the certificate id, as on AWS
         "versionNumber": 0,
     }
     if event.event_type == "connected":

@@ -179,6 +179,7 @@ def seed(
     mqtt_port: int,
     service_cert: IssuedCert,
     prefix: str = PREFIX,
+    cert_mode: str = "aws",
 ) -> Seeded:
     """Create every resource in the moto server at `moto_url`; return what was made and the env."""
     tables = create_tables(aws_client("dynamodb", moto_url), prefix)
@@ -209,7 +210,7 @@ def seed(
     env = {
         **{table.env_var: tables[table.logical_id] for table in d.TABLES},
         c.ENV_SECRETS_ARN: secret_arn,
-        c.ENV_CERT_MODE: "own-ca",
+        c.ENV_CERT_MODE: cert_mode,  # "aws": CreateCertificateFromCsr (local.strict_iot honours the CSR)
         c.ENV_IOT_POLICY_NAME: d.POLICY_NAME,
         c.ENV_THING_TYPE_NAME: d.THING_TYPE_NAME,
         c.ENV_IOT_ENDPOINT: f"{mqtt_host}:{mqtt_port}",

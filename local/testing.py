@@ -237,3 +237,61 @@ class MqttClient:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+
+# -- devices in IoT --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ThingCert:
+    """A thing with an ACTIVE certificate attached and the device policy on it, as provisioning leaves."""
+
+    thing: str
+    certificate_id: str
+    certificate_arn: str
+    cert: IssuedCert  # with cert_file / key_file, for MqttClient
+
+
+def provision_thing(cloud: Any, thing: str, *, mode: str = "aws", status: str = "ACTIVE") -> ThingCert:
+    """Register `thing` in the cloud's IoT the way the Lambda code does (`mode` "aws":
+    CreateCertificateFromCsr; "own-ca": signed by the local CA + RegisterCertificate)."""
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    from lambdas import definitions as d
+    from local.pki import key_pem, new_key
+
+    iot = cloud.aws("iot")
+    key = new_key()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, thing)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    iot.create_thing(thingName=thing, thingTypeName=d.THING_TYPE_NAME)
+    if mode == "aws":
+        answer = iot.create_certificate_from_csr(certificateSigningRequest=csr)
+        pem = answer["certificatePem"]
+    else:
+        pem = cloud.ca.sign_csr(csr, thing).cert_pem
+        answer = iot.register_certificate(
+            certificatePem=pem, caCertificatePem=cloud.ca_pem, status="INACTIVE"
+        )
+    iot.attach_policy(policyName=d.POLICY_NAME, target=answer["certificateArn"])
+    iot.attach_thing_principal(thingName=thing, principal=answer["certificateArn"])
+    if status != "INACTIVE":
+        iot.update_certificate(certificateId=answer["certificateId"], newStatus=status)
+    directory = Path(cloud.state_dir) / "clients"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    stem = f"{thing}-{uuid.uuid4().hex[:8]}"
+    cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
+    cert_file.write_text(pem)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_pem(key))
+    serial = x509.load_pem_x509_certificate(pem.encode()).serial_number
+    issued = IssuedCert(thing, serial, pem, key_pem(key).decode(), cert_file, key_file)
+    return ThingCert(thing, answer["certificateId"], answer["certificateArn"], issued)

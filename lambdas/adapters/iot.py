@@ -1,8 +1,20 @@
 """The IoT control-plane adapter: things, certificates, the device policy, the data endpoint.
 
-The only code that calls the `iot` API. Every function is idempotent and safe to repeat, so that the
-provisioning steps above it can be retried after a crash. botocore errors are translated here, by error
-code, into domain errors (which the handlers already know how to answer) or the exceptions below.
+The only code that calls the `iot` API (and iot-data's DeleteConnection). Every function is idempotent
+and safe to repeat, so that the provisioning steps above it can be retried after a crash. botocore errors
+are translated here, by error code, into domain errors (which the handlers already know how to answer) or
+the exceptions below.
+
+What IoT finishes asynchronously is waited for here, within a bound: DetachThingPrincipal "might take
+several seconds" to propagate, and until it has, DeleteCertificate fails with DeleteConflictException and
+DeleteThing with InvalidRequestException. Those are retried with backoff for up to
+`PROPAGATION_BUDGET_S`; past that the caller gets `IotUnavailable` (503, Retry-After), never a 500, and
+repeating the call finishes the job (or `latchkey doctor --repair` does, `lambdas.logic.repair`).
+
+Taking a certificate out of service (`revoke_certificate`, `remove_certificate_and_thing`) is, in this
+order: status REVOKED (IoT refuses new connections with it), DeleteConnection for the thing's client id
+(IoT Core otherwise drops a live connection only "within a few minutes"), the policy detached, then, for
+removal, the thing detached and the certificate deleted.
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from lambdas import config, definitions
@@ -20,6 +33,8 @@ from lambdas.errors import BadRequest, Conflict, ServiceUnavailable
 log = logging.getLogger("latchkey.iot")
 
 ATS_PORT = 8883
+PROPAGATION_BUDGET_S = 6.0  # how long one call waits for a detach to propagate (the Lambda timeout is 10 s)
+RETRY_AFTER_S = 2
 _NOT_FOUND = "ResourceNotFoundException"
 _ALREADY_EXISTS = "ResourceAlreadyExistsException"
 _THROTTLED = (
@@ -37,6 +52,22 @@ class IotUnavailable(ServiceUnavailable):
         self, message: str = "The IoT service is busy; retry shortly.", retry_after: int = 5
     ) -> None:
         super().__init__(message, retryAfter=retry_after, headers={"Retry-After": str(retry_after)})
+
+
+class _Patience:
+    """Bounded waiting, with backoff, for what IoT finishes asynchronously (a detach propagating)."""
+
+    def __init__(self, budget: float | None = None) -> None:
+        self.deadline = time.monotonic() + (PROPAGATION_BUDGET_S if budget is None else budget)
+        self.delay = 0.1
+
+    def wait(self, what: str) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            log.warning("IoT still finishing %s after %.1fs", what, PROPAGATION_BUDGET_S)
+            raise IotUnavailable(f"IoT is still finishing {what}; retry shortly.", retry_after=RETRY_AFTER_S)
+        time.sleep(min(self.delay, left))
+        self.delay = min(self.delay * 2, 1.0)
 
 
 class InvalidCsr(BadRequest):
@@ -142,7 +173,7 @@ def thing_principals(thing_name: str) -> list[str]:
 
 
 class _ThingInUse(Exception):
-    """DeleteThing refused: a principal is attached (one was attached after we listed them)."""
+    """DeleteThing refused: a principal is attached (a detach still propagating, or a new attach)."""
 
 
 def _delete_thing(thing_name: str) -> None:
@@ -152,7 +183,7 @@ def _delete_thing(thing_name: str) -> None:
         code = error_code(exc)
         if code == _NOT_FOUND:
             return
-        if code == "InvalidRequestException" and "attached" in str(exc).lower():
+        if code in ("InvalidRequestException", "DeleteConflictException") and "attached" in str(exc).lower():
             raise _ThingInUse(thing_name) from exc
         raise _translate(exc) from exc
 
@@ -301,14 +332,59 @@ def activate_certificate(certificate_id: str) -> None:
         raise _translate(exc) from exc
 
 
-def revoke_certificate(certificate_id: str) -> None:
-    """Set the certificate REVOKED (IoT drops its connections); a missing certificate is fine."""
+def revoke_certificate(certificate_id: str, thing_name: str | None = None) -> None:
+    """Take the certificate out of service for good; each step idempotent, a missing certificate fine.
+
+    1. status REVOKED: IoT refuses new connections with it;
+    2. DeleteConnection for the things it is attached to (`thing_name`, else all of them), if it was
+       ACTIVE or REVOKED before (an INACTIVE certificate cannot have a live connection, and the thing may
+       be connected with another one): on AWS a live connection survives a revocation for minutes;
+    3. every policy detached: nothing it might still do is authorized.
+    """
+    description = describe_certificate(certificate_id)
+    if description is not None:
+        _revoke(certificate_id, description, thing_name)
+
+
+def _revoke(certificate_id: str, description: dict[str, Any], thing_name: str | None) -> list[str] | None:
+    """The three steps of `revoke_certificate`; the certificate's things when it looked them up."""
+    arn = str(description.get("certificateArn") or certificate_arn(certificate_id))
+    status = description.get("status")
+    if status != "REVOKED":
+        try:
+            _set_status(certificate_id, "REVOKED")
+        except Exception as exc:
+            if error_code(exc) == _NOT_FOUND:
+                return None
+            if error_code(exc) != "CertificateStateException":
+                raise _translate(exc) from exc
+    things = None
+    if status in ("ACTIVE", "REVOKED"):  # REVOKED too: an earlier attempt may have stopped before the drop
+        things = [thing_name] if thing_name else _principal_things(arn)
+        for thing in things:
+            drop_connection(thing)
+    _detach_policies(arn)
+    return None if thing_name else things
+
+
+def drop_connection(thing_name: str) -> bool:
+    """iot-data DeleteConnection for the device's client id (the thing name): IoT Core closes its live
+    MQTT connection at once. False when it was not connected. The will message is published, as a
+    lost connection's would be, so presence sees the device go offline."""
+    from lambdas.adapters import mqtt
+
     try:
-        _set_status(certificate_id, "REVOKED")
+        mqtt.iot_data_client().delete_connection(clientId=thing_name)
     except Exception as exc:
-        if error_code(exc) in (_NOT_FOUND, "CertificateStateException"):
-            return
+        code = error_code(exc)
+        if code == _NOT_FOUND:
+            return False
+        if code == "ForbiddenException":
+            # The revocation still stands (reconnects are refused); IoT drops the session within minutes.
+            log.error("not allowed to DeleteConnection for %s: check the function's IAM grant", thing_name)
+            return False
         raise _translate(exc) from exc
+    return True
 
 
 def _tolerant(call: Any, **kwargs: Any) -> None:
@@ -319,11 +395,17 @@ def _tolerant(call: Any, **kwargs: Any) -> None:
             raise _translate(exc) from exc
 
 
-def _detach_everything(arn: str, things: list[str]) -> None:
-    """Detach the certificate from these things and from every policy (each step tolerates "gone")."""
+def _principal_things(arn: str) -> list[str]:
+    try:
+        return list(_iot().list_principal_things(principal=arn).get("things", []))
+    except Exception as exc:
+        if error_code(exc) == _NOT_FOUND:
+            return []
+        raise _translate(exc) from exc
+
+
+def _detach_policies(arn: str) -> None:
     iot = _iot()
-    for thing in things:
-        _tolerant(iot.detach_thing_principal, thingName=thing, principal=arn)
     try:
         policies = iot.list_attached_policies(target=arn).get("policies", [])
     except Exception as exc:
@@ -334,25 +416,28 @@ def _detach_everything(arn: str, things: list[str]) -> None:
         _tolerant(iot.detach_policy, policyName=policy["policyName"], target=arn)
 
 
-def _remove_certificate(thing_name: str, certificate_id: str) -> None:
-    iot = _iot()
-    try:
-        arn = certificate_arn(certificate_id)
-    except CertificateMissing:
-        return
-    _detach_everything(arn, [thing_name])
+def _detach_everything(arn: str, things: list[str]) -> None:
+    """Detach the certificate from every policy and from these things (each step tolerates "gone")."""
+    _detach_policies(arn)
+    for thing in things:
+        _tolerant(_iot().detach_thing_principal, thingName=thing, principal=arn)
+
+
+def _remove_certificate(thing_name: str, certificate_id: str, patience: _Patience) -> None:
+    """Revoke (and disconnect), detach, delete; waits, within `patience`, for the detach to propagate."""
     description = describe_certificate(certificate_id)
     if description is None:
         return
-    if description.get("status") == "ACTIVE":
-        _tolerant(iot.update_certificate, certificateId=certificate_id, newStatus="REVOKED")
-    # No forceDelete: a provisioning poll adopting this certificate may attach it to its thing and the
-    # policy again meanwhile; then the delete conflicts and we detach again. (moto's forceDelete would
-    # also delete a certificate that still has a policy and keep that attachment, which then breaks every
-    # later DeleteCertificate of the account with ResourceNotFound.)
-    for _ in range(3):
+    arn = str(description["certificateArn"])
+    # REVOKED even when INACTIVE: a provisioning poll must not adopt a certificate on its way out.
+    things = _revoke(certificate_id, description, None)
+    things = _principal_things(arn) if things is None else things
+    for thing in sorted({thing_name, *things}):  # the policies are detached already
+        _tolerant(_iot().detach_thing_principal, thingName=thing, principal=arn)
+    # No forceDelete: it would delete a certificate a provisioning poll attached again meanwhile.
+    while True:
         try:
-            iot.delete_certificate(certificateId=certificate_id)
+            _iot().delete_certificate(certificateId=certificate_id)
             return
         except Exception as exc:
             code = error_code(exc)
@@ -360,40 +445,37 @@ def _remove_certificate(thing_name: str, certificate_id: str) -> None:
                 return
             if code != "DeleteConflictException":
                 raise _translate(exc) from exc
-        try:
-            things = iot.list_principal_things(principal=arn).get("things", [])
-        except Exception as exc:
-            raise _translate(exc) from exc
-        _detach_everything(arn, things)
-    raise IotUnavailable("The device is being provisioned right now; retry shortly.", retry_after=1)
+        patience.wait(f"detaching certificate {certificate_id}")
+        _detach_everything(arn, _principal_things(arn))  # again: a poll may have attached it meanwhile
 
 
 def remove_certificate_and_thing(
     thing_name: str, certificate_id: str | None, delete_thing: bool = True
 ) -> None:
-    """Undo provisioning: detach and delete the certificate, then (optionally) the thing.
+    """Undo provisioning: revoke, disconnect, detach and delete the certificate, then (optionally) the thing.
 
     Every step tolerates "not found", so this can be repeated. With `delete_thing`, any other
     certificate still attached to the thing (leftovers of interrupted attempts) is removed as well,
-    because a thing cannot be deleted while principals are attached.
+    because a thing cannot be deleted while principals are attached. Waits for detaches to propagate
+    for up to `PROPAGATION_BUDGET_S`, then raises `IotUnavailable` (503): repeating finishes the job.
     """
+    patience = _Patience()
     if certificate_id:
-        _remove_certificate(thing_name, certificate_id)
+        _remove_certificate(thing_name, certificate_id, patience)
     if not delete_thing:
         return
-    for _ in range(3):
+    while True:
         for arn in thing_principals(thing_name):
             other = _certificate_id(arn)
             if other:
-                _remove_certificate(thing_name, other)
+                _remove_certificate(thing_name, other, patience)
             else:
                 _tolerant(_iot().detach_thing_principal, thingName=thing_name, principal=arn)
         try:
             _delete_thing(thing_name)
             return
         except _ThingInUse:
-            continue  # a provisioning poll attached a certificate meanwhile: remove that one too
-    raise IotUnavailable("The device is being provisioned right now; retry shortly.", retry_after=1)
+            patience.wait(f"detaching the certificates of thing {thing_name}")
 
 
 # --- the data endpoint -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The embedded cloud behind `make run`: gateway (API Gateway + JWT authorizer + static site + Cognito
-pass-through), seeding from definitions, certificate status -> broker CRL, presence bridge."""
+pass-through), seeding from definitions, presence bridge (certificate status at the broker: test_broker.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lambdas import constants as c
 from lambdas import definitions as d
 from local.cloud import EmbeddedCloud
-from local.testing import HttpClient, MqttClient, Owner, wait_until
+from local.testing import HttpClient, MqttClient, Owner, provision_thing, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ def test_environment_and_resources_come_from_definitions(cloud: EmbeddedCloud):
         }
         ttl = cloud.aws("dynamodb").describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         assert ttl.get("AttributeName") == table.ttl_attribute
-    assert os.environ[c.ENV_CERT_MODE] == "own-ca"
+    assert os.environ[c.ENV_CERT_MODE] == "aws"  # CreateCertificateFromCsr, honoured by local.strict_iot
     assert os.environ[c.ENV_IOT_ENDPOINT] == f"127.0.0.1:{cloud.mqtt_port}"
     assert os.environ[c.ENV_CA_PEM] == cloud.ca_pem
     assert os.environ["LATCHKEY_AWS_ENDPOINT_URL"] == cloud.moto_url
@@ -468,72 +468,14 @@ def test_body_over_the_api_gateway_limit_is_413(cloud: EmbeddedCloud, capture):
     assert cap.events == []
 
 
-# -- certificate status -> CRL, presence ---------------------------------------------------------------
-def _register(cloud: EmbeddedCloud, name: str) -> tuple[Any, str]:
-    cert = cloud.issue_client_cert(name)
-    answer = cloud.aws("iot").register_certificate(
-        certificatePem=cert.cert_pem, caCertificatePem=cloud.ca_pem, status="ACTIVE"
-    )
-    return cert, answer["certificateId"]
-
-
-def _device(cloud: EmbeddedCloud, cert: Any, **kw: Any) -> MqttClient:
-    return MqttClient(cloud.mqtt_host, cloud.mqtt_port, ca_file=cloud.ca_file, cert=cert, **kw)
-
-
-def test_revoking_in_iot_refuses_the_certificate_at_the_broker(cloud: EmbeddedCloud):
-    name = "lk-" + uuid.uuid4().hex[:16]
-    cert, certificate_id = _register(cloud, name)
-    assert cloud.iot_sync is not None and cloud.iot_sync.sync_now()
-    device = _device(cloud, cert, reconnect=True)
-    assert device.connect()
-    try:
-        cloud.aws("iot").update_certificate(certificateId=certificate_id, newStatus="REVOKED")
-        assert device.disconnected.wait(5), "revoked device still connected after 5 s"
-        assert cert.serial in cloud.broker.revoked  # type: ignore[union-attr]
-        again = _device(cloud, cert, client_id=name + "-retry")
-        assert not again.connect(timeout=3)
-    finally:
-        device.close()
-
-
-def test_deactivation_and_deletion_also_reach_the_broker(cloud: EmbeddedCloud):
-    iot = cloud.aws("iot")
-    name = "lk-" + uuid.uuid4().hex[:16]
-    cert, certificate_id = _register(cloud, name)
-    assert cloud.iot_sync is not None and cloud.broker is not None
-    assert cloud.iot_sync.sync_now()
-    iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
-    wait_until(lambda: cert.serial in cloud.broker.revoked, timeout=5)
-    assert not _device(cloud, cert).connect(timeout=3)
-    iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")  # reactivation
-    wait_until(lambda: cert.serial not in cloud.broker.revoked, timeout=5)
-    device = _device(cloud, cert)
-    assert device.connect()
-    device.close()
-    iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
-    iot.delete_certificate(certificateId=certificate_id)
-    wait_until(lambda: cert.serial in cloud.broker.revoked, timeout=5)
-    assert cloud.iot_sync.sync_now()
-    assert cert.serial in cloud.broker.revoked  # deleted stays refused
-
-
-def test_pending_certificate_is_not_blocked_before_its_first_activation(cloud: EmbeddedCloud):
-    """Registered INACTIVE until the device's ack: not on the CRL (no race with the first connect)."""
-    cert = cloud.issue_client_cert("lk-" + uuid.uuid4().hex[:16])
-    cloud.aws("iot").register_certificate(
-        certificatePem=cert.cert_pem, caCertificatePem=cloud.ca_pem, status="INACTIVE"
-    )
-    assert cloud.iot_sync is not None and cloud.iot_sync.sync_now()
-    assert cert.serial not in cloud.broker.revoked  # type: ignore[union-attr]
-
-
+# -- presence ----------------------------------------------------------------------------------------
 def test_status_messages_and_lifecycle_reach_the_presence_handler(cloud: EmbeddedCloud, capture):
     """The events the IoT rules deliver: `SELECT *, topic() AS topic, timestamp() AS receivedAt`."""
     cap = capture("Presence")
     name = "lk-" + uuid.uuid4().hex[:16]
     status_topic = c.TOPIC_STATUS.format(thing=name)
-    device = _device(cloud, cloud.issue_client_cert(name))
+    registered = provision_thing(cloud, name)
+    device = MqttClient(cloud.mqtt_host, cloud.mqtt_port, ca_file=cloud.ca_file, cert=registered.cert)
     before = int(time.time() * 1000)
     assert device.connect()
     device.publish(status_topic, {"status": "online", "ip": "10.0.0.7"})
@@ -551,6 +493,7 @@ def test_status_messages_and_lifecycle_reach_the_presence_handler(cloud: Embedde
     connected, disconnected = lifecycle
     assert connected["topic"] == f"$aws/events/presence/connected/{name}"
     assert connected["ipAddress"] == "127.0.0.1" and connected["timestamp"] >= before - 1000
+    assert connected["principalIdentifier"] == registered.certificate_id  # as on AWS
     assert disconnected["topic"] == f"$aws/events/presence/disconnected/{name}"
     assert disconnected["clientInitiatedDisconnect"] is True
     assert disconnected["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"

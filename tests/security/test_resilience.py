@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from firmware.api import NetworkError, Response
 from firmware.clock import VirtualClock
 from firmware.config import AgentConfig
 from firmware.schedule import DEFAULT_CAP, DEFAULT_JITTER, attempts_to_cap
-from local.testing import MqttClient, wait_until
+from local.testing import MqttClient, provision_thing, wait_until
 from tests.integration.test_claim_e2e import _claim_until_online
 from tests.unit.firmware.firmware_fakes import SYSTEM_INFO, FakeTransport, provisioned, write_identity
 
@@ -159,13 +160,14 @@ def test_agent_keeps_undelivered_credentials_through_an_outage_and_acks_after(tm
 # --- the broker restarting (real mosquitto, real agent) -------------------------------------------------
 
 
-def test_agent_reconnects_after_the_broker_restarts_and_the_crl_survives(
+def test_agent_reconnects_after_the_broker_restarts_and_revocation_survives(
     cloud: Any, owner: Any, start_agent: Any, tmp_path: Path
 ) -> None:
     minted, _ = _claim_until_online(cloud, owner, start_agent, tmp_path)
     # A revoked certificate, to see that the restarted broker still refuses it
-    revoked = cloud.issue_client_cert("lk-revoked00000000")
-    assert cloud.broker.revoke([revoked.serial])
+    revoked_thing = provision_thing(cloud, "lk-revoked" + uuid.uuid4().hex[:8])
+    cloud.aws("iot").update_certificate(certificateId=revoked_thing.certificate_id, newStatus="REVOKED")
+    revoked = revoked_thing.cert
 
     cloud.broker.restart()
 
@@ -178,7 +180,9 @@ def test_agent_reconnects_after_the_broker_restarts_and_the_crl_survives(
         cert=cloud.broker.service,
         client_id="restart-sub",
     )
-    stranger = MqttClient(cloud.mqtt_host, cloud.mqtt_port, ca_file=cloud.ca_file, cert=revoked)
+    stranger = MqttClient(
+        cloud.mqtt_host, cloud.mqtt_port, ca_file=cloud.ca_file, cert=revoked, client_id=revoked_thing.thing
+    )
     try:
         assert listener.connect()
         assert listener.subscribe(f"latchkey/things/{minted.device_id}/status")

@@ -160,6 +160,7 @@ class AwsEnv:
     ca_cert_pem: str
     ca_key_pem: str
     env: dict[str, str] = field(default_factory=dict)
+    dropped_connections: list[str] = field(default_factory=list)  # iot-data DeleteConnection client ids
 
     @property
     def ddb(self) -> Any:
@@ -314,12 +315,24 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_caches()
+        from lambdas.adapters import mqtt
         from lambdas.aws_clients import client
+        from local import strict_iot
 
         for service in ("dynamodb", "iot", "secretsmanager"):
             client(service)  # made here, not concurrently by the first threads of a race test
+        env_ = AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
+        # iot-data at its default endpoint, which mock_aws serves; DeleteConnection is the embedded
+        # cloud's stand-in (no broker here: "not connected"); the calls are recorded.
+        strict_iot.install_delete_connection()
+        data_plane = session.client("iot-data")
+        data_plane.meta.events.register(
+            "provide-client-params.iot-data.DeleteConnection",
+            lambda params, **_kw: env_.dropped_connections.append(params["clientId"]),
+        )
+        monkeypatch.setattr(mqtt, "iot_data_client", lambda: data_plane)
         try:
-            yield AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
+            yield env_
         finally:
             reset_caches()
 

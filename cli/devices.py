@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lambdas.domain.device import Device
+
 import json
 import os
 from pathlib import Path
@@ -40,7 +45,7 @@ def _read_public_key(path: Path) -> str:
     return public_key_from_pem(data)  # BadRequest -> one-line error
 
 
-def _get(device_id: str) -> dict[str, Any]:
+def _get(device_id: str) -> Device:
     from lambdas.dal import devices as repo
 
     record = repo.get(device_id.strip(), consistent=True) if device_id.strip() else None

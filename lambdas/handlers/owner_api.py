@@ -11,7 +11,6 @@ The caller is the JWT's `sub` claim (API Gateway verified the token); the displa
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from typing import Any

@@ -16,6 +16,7 @@ Token versions: 2 (all tokens issued now) binds the token to the MAC of the firs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -340,7 +341,7 @@ def _retire_device(owner_id: str, device_id: str, source_ip: str) -> None:
     device = devices.get(device_id, consistent=True)
     if device is None or device.owner_id != owner_id:
         return
-    try:
+    with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to retire
         revocation.delete(
             device_id,
             owner_id,
@@ -349,5 +350,3 @@ def _retire_device(owner_id: str, device_id: str, source_ip: str) -> None:
             transition="regenerate",
             detail={"reason": "registration token regenerated"},
         )
-    except NotFound:
-        pass  # deleted meanwhile: nothing to retire

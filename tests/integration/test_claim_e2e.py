@@ -19,10 +19,10 @@ from firmware.api import DeviceApi
 from firmware.credentials import Credentials
 from firmware.identity import DeviceKey, Identity
 from lambdas import constants as c
-from tests import rawdb as devices
 from lambdas.logic.manufacturing import mint_device
 from local.pki import IssuedCert
 from local.testing import MqttClient, wait_until
+from tests import rawdb as devices
 
 
 def _credentials(tmp_path: Path, device_id: str) -> Credentials:

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from firmware.identity import DeviceKey, sign_request
-from tests import rawdb as devices
 from lambdas.handlers import device_api, owner_api
 from lambdas.logic import claims, invariants
 from lambdas.logic.manufacturing import mint_device
+from tests import rawdb as devices
 from tests.unit.lambdas.conftest import make_csr, owner_event, signed_event
 
 POLL = "/v1/device/poll"

@@ -14,8 +14,8 @@ from cli.main import cli
 from lambdas import constants as c
 from lambdas.adapters import iot
 from lambdas.dal import ddb, pending
-from tests import rawdb as devices
 from lambdas.logic import invariants
+from tests import rawdb as devices
 from tests.security.flows import Lab, assert_consistent
 from tests.unit.lambdas.conftest import make_csr
 

@@ -20,9 +20,9 @@ from lambdas import constants as c
 from lambdas.adapters import iot
 from lambdas.dal import audit, pending
 from lambdas.dal import devices as dal
-from tests import rawdb as devices
 from lambdas.errors import LatchkeyError
 from lambdas.logic import claims
+from tests import rawdb as devices
 from tests.security.flows import Device, Lab, assert_consistent
 
 

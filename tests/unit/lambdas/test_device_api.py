@@ -13,8 +13,8 @@ import pytest
 
 from lambdas import constants as c
 from lambdas.dal import devices
-from lambdas.handlers.device_api import handler
 from lambdas.domain.times import iso
+from lambdas.handlers.device_api import handler
 
 DEVICE = "lk-api0000000000000"
 POLL = "/v1/device/poll"

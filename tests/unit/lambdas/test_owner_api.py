@@ -12,8 +12,8 @@ import pytest
 
 from lambdas import constants as c
 from lambdas import definitions
-from lambdas.handlers.owner_api import handler
 from lambdas.domain.times import iso
+from lambdas.handlers.owner_api import handler
 from tests.unit.lambdas.conftest import owner_event
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -334,6 +334,6 @@ def test_owner_routes_are_declared_once_and_all_served():
     import by the decorator) and every declared owner route has a route function."""
     from lambdas.handlers import owner_api
 
-    assert owner_api.REGISTERED == set(owner_api.OWNER_ROUTES)
+    assert set(owner_api.OWNER_ROUTES) == owner_api.REGISTERED
     with pytest.raises(LookupError):
         owner_api.route("GET", "/v1/not-declared")

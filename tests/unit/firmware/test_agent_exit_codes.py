@@ -192,10 +192,8 @@ def test_a_revoked_device_wipes_its_credentials_and_exits_6(aws, tmp_path):
 
 
 def test_a_deleted_device_exits_7_once_a_second_poll_confirms_it(aws, tmp_path):
-    from lambdas.dal import devices
-
     identity_file, device_id = minted_identity(tmp_path)
-    devices.delete(device_id)
+    aws.ddb.delete_item(TableName=aws.tables["Devices"], Key={"deviceId": {"S": device_id}})  # gone
     http = HandlerHttp()
 
     stopped = stops_with(make_agent(tmp_path, http, identity_file=identity_file))

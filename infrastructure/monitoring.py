@@ -1,20 +1,20 @@
 """Alarms into one SNS topic (subscribe with `-c alarmEmail=...`); docs/deploy.md says what each means.
 
 Per stack: Lambda errors and throttles per function, API 5xx, DynamoDB throttles per table, IoT rule
-failures per rule, presence events that failed for good. Per account and region (only in the stack that
+errors (the rules' error-action log), presence events that failed for good. Per account and region (only in the stack that
 owns IoT logging, `iotLogging`): IoT Core authentication and authorization failures, which IoT reports
 for the whole account.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -47,7 +47,7 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.Function],
         http_api: apigwv2.HttpApi,
         tables: dict[str, dynamodb.Table],
-        rules: dict[str, iot.CfnTopicRule],
+        rule_error_logs: logs.ILogGroup,
         presence_failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -92,19 +92,23 @@ class Monitoring(Construct):
                 threshold=1,
                 description=f"DynamoDB throttled requests on the {name} table (on-demand peak or a hot key)",
             )
-        for name, rule in rules.items():
-            self._alarm(
-                f"{name}Failures",
-                cloudwatch.Metric(
-                    namespace="AWS/IoT",
-                    metric_name="Failure",
-                    dimensions_map={"RuleName": rule.ref, "ActionType": "Lambda"},
-                    period=PERIOD,
-                    statistic="Sum",
-                ),
-                threshold=1,
-                description=f"IoT rule {name} could not invoke Presence (see the RuleErrors log group)",
-            )
+        # Every failed rule action reaches the rules' error action, which writes one event to the
+        # RuleErrors log group: counting those is independent of IoT's metric dimensions.
+        rule_errors = logs.MetricFilter(
+            self,
+            "IotRuleErrorEvents",
+            log_group=rule_error_logs,
+            filter_pattern=logs.FilterPattern.all_events(),
+            metric_namespace=f"Latchkey/{Stack.of(self).stack_name}",
+            metric_name="IotRuleErrors",
+            metric_value="1",
+        )
+        self._alarm(
+            "IotRuleErrors",
+            rule_errors.metric(period=PERIOD, statistic="Sum"),
+            threshold=1,
+            description="an IoT presence rule could not invoke Presence (see the RuleErrors log group)",
+        )
         self._alarm(
             "PresenceFailures",
             presence_failures.metric_approximate_number_of_messages_visible(

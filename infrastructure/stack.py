@@ -77,7 +77,7 @@ class LatchkeyStack(Stack):
             functions=self.functions.functions,
             http_api=self.api.http_api,
             tables=self.data.tables,
-            rules=self.iot.rules,
+            rule_error_logs=self.iot.error_logs,
             presence_failures=self.functions.presence_failures,
         )
 

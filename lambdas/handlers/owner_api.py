@@ -171,7 +171,8 @@ def _caller() -> tuple[str, str | None]:
 
 
 def _source_ip() -> str:
-    return app.current_event.request_context.http.source_ip or ""
+    # The viewer's address when the page calls through CloudFront (lambdas.http.source_ip checks the proof).
+    return http.source_ip(app.current_event.raw_event)
 
 
 def _public_api_url() -> str:

@@ -49,6 +49,7 @@ GLOBAL_NAMES: dict[str, tuple[str, ...]] = {
 SCOPED_OR_UNNAMED = {
     "AWS::Lambda::Permission",
     "AWS::Lambda::EventInvokeConfig",
+    "AWS::Logs::MetricFilter",  # named within its log group
     "AWS::IAM::Policy",
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Route",

@@ -682,12 +682,21 @@ def test_alarms(synth: Synth) -> None:
         == len(by_metric["WriteThrottleEvents"])
         == len(definitions.TABLES)
     )
-    # IoT rule failures, one per rule, by the rule's (generated) name.
-    failures = by_metric["Failure"]
-    assert sorted(json.dumps(a["Dimensions"], sort_keys=True) for a in failures) == sorted(
-        json.dumps([{"Name": "ActionType", "Value": "Lambda"}, {"Name": "RuleName", "Value": {"Ref": rule}}])
-        for rule in synth.resources("AWS::IoT::TopicRule")
+    # IoT rule errors: every event the rules' error action writes to RuleErrors counts, in the stack's own
+    # metric namespace (a second stack's errors are not this one's).
+    (rule_errors,) = by_metric["IotRuleErrors"]
+    assert rule_errors["Namespace"] == f"Latchkey/{STACK_NAME}"
+    (metric_filter,) = synth.resources("AWS::Logs::MetricFilter").values()
+    assert metric_filter["Properties"]["LogGroupName"] == {"Ref": synth.logical_id("Iot/RuleErrors")}
+    assert metric_filter["Properties"]["FilterPattern"] == ""
+    transformation = metric_filter["Properties"]["MetricTransformations"][0]
+    assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
+        f"Latchkey/{STACK_NAME}",
+        "IotRuleErrors",
     )
+    for rule in synth.resources("AWS::IoT::TopicRule").values():
+        error_action = rule["Properties"]["TopicRulePayload"]["ErrorAction"]["CloudwatchLogs"]
+        assert error_action["LogGroupName"] == {"Ref": synth.logical_id("Iot/RuleErrors")}
     # Account-wide IoT authN/authZ failures (this stack owns IoT logging), and the presence failure queue.
     (auth,) = [a for a in alarms if {"Connection.AuthNError", "Connect.AuthError"} <= _alarm_metrics(a)]
     assert {"PublishIn.AuthError", "Subscribe.AuthError"} <= _alarm_metrics(auth)

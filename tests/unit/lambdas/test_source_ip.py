@@ -92,3 +92,25 @@ def test_no_secret_configured_means_no_read_and_no_trust(monkeypatch: pytest.Mon
     event = _event({"cloudfront-viewer-address": "203.0.113.7:1", "x-latchkey-origin-verify": "x"})
     assert http.source_ip(event) == EDGE
     assert secrets.service_secret.cache_info().misses == 0
+
+
+@pytest.mark.parametrize(
+    ("proof", "recorded"),
+    [(ORIGIN_VERIFY, "203.0.113.7"), ("forged", "198.51.100.9")],
+    ids=["via-cloudfront", "forged"],
+)
+def test_the_owner_api_audits_the_viewers_address(aws: Any, verified: str, proof: str, recorded: str) -> None:
+    """End to end through the owner handler: the audit trail's "from where" is the viewer, not the edge."""
+    from lambdas.dal import audit
+    from lambdas.handlers.owner_api import handler
+    from tests.unit.lambdas.conftest import owner_event
+
+    device = "lk-viewer00000000a"
+    aws.put_device(device, state="claimed", ownerId="owner-1", ownerEmail="owner-1@example.com", name="Lamp")
+    headers = {"cloudfront-viewer-address": "203.0.113.7:50123", "x-latchkey-origin-verify": proof}
+    event = owner_event(
+        "PATCH", f"/v1/devices/{device}", body={"name": "Porch"}, source_ip="198.51.100.9", headers=headers
+    )
+    assert handler(event, None)["statusCode"] == 200
+    (renamed,) = [e for e in audit.list_events(device) if e["action"] == "device.renamed"]
+    assert renamed["sourceIp"] == recorded

@@ -13,7 +13,7 @@ from lambdas import config
 from lambdas import constants as c
 from lambdas.dal import audit, ddb
 from lambdas.dal.ddb import ConditionFailed
-from lambdas.domain import lifecycle
+from lambdas.domain import lifecycle, times
 from lambdas.domain.device import ATTRIBUTES, Device, State
 
 __all__ = [
@@ -64,9 +64,14 @@ def transition(
     after = device.with_changes(**cleared, **changes, state=target)
     ownership = after.ownership or device.ownership
     events = []
-    for action in row.audit:
+    start = times.now() if at is None else at
+    for i, action in enumerate(row.audit):
         who, what = (per_action or {}).get(action, (actor, detail or {}))
-        event = audit.event_item(device.device_id, action, who, source_ip, what, ownership=ownership, at=at)
+        # One microsecond apart: the events of one transition sort in the row's order.
+        stamp = start + i * 1e-6
+        event = audit.event_item(
+            device.device_id, action, who, source_ip, what, ownership=ownership, at=stamp
+        )
         events.append(audit.put_request(event))
     writes = [*events, *(also or [])]
     table = config.devices_table()

@@ -222,7 +222,7 @@ def acknowledge(
         current = devices.get(device.device_id, consistent=True)
         if current and current.state == State.ACTIVE and current.certificate_id == certificate_id:
             return  # a concurrent ack won
-        iot.revoke_certificate(certificate_id)
+        iot.revoke_certificate(certificate_id, device.thing)
         if current is None or current.state == State.DELETED:
             raise NotFound("This device does not exist.") from None
         if current.state == State.REVOKED:

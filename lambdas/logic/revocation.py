@@ -62,10 +62,11 @@ def revoke(
     for _ in range(CHANGE_ATTEMPTS):
         device = _read(device_id, owner_id, not_found)
         if device.state == State.REVOKED:
-            _sweep(device)
+            _sweep(device, check_recorded=True)
             return device, False
         if device.certificate_id:
-            iot.revoke_certificate(device.certificate_id)  # first: a record that says revoked must be true
+            # First: a record that says revoked must be true. Revokes, drops the connection, detaches.
+            iot.revoke_certificate(device.certificate_id, device.thing)
         changes: dict[str, Any] = {"revoked_at": times.iso(now)}
         if device.certificate_id:
             changes["certificate_status"] = "REVOKED"
@@ -81,23 +82,24 @@ def revoke(
             )
         except ConditionFailed:
             continue  # e.g. a certificate was issued or acknowledged meanwhile: revoke that one
-        _sweep(after)
+        _sweep(after, check_recorded=False)  # the recorded certificate was just revoked above
         return after, True
     raise _kept_changing(device_id)
 
 
-def _sweep(device: Device) -> None:
-    """IoT as the revoked record says: its certificate REVOKED, no other certificate on its thing."""
+def _sweep(device: Device, check_recorded: bool) -> None:
+    """IoT as the revoked record says: no other certificate on its thing, and (`check_recorded`) the
+    recorded one REVOKED."""
     from lambdas.adapters import iot
 
     for arn in iot.thing_principals(device.thing):
         other = arn.rsplit("/", 1)[-1] if ":cert/" in arn else None
         if other and other != device.certificate_id:
             iot.remove_certificate_and_thing(device.thing, other, delete_thing=False)
-    if device.certificate_id:
+    if check_recorded and device.certificate_id:
         description = iot.describe_certificate(device.certificate_id)
         if description is not None and description.get("status") != "REVOKED":
-            iot.revoke_certificate(device.certificate_id)
+            iot.revoke_certificate(device.certificate_id, device.thing)
 
 
 def release(
@@ -109,7 +111,7 @@ def release(
         device = _read(device_id, owner_id, not_found)
         if device.certificate_id and device.state == State.ACTIVE:
             _tell_release(device)
-        _remove_iot(device, revoke_first=True)
+        _remove_iot(device)
         try:
             return devices.transition(
                 device,
@@ -137,7 +139,7 @@ def delete(
     """Remove the certificate and the thing, then the record (the next poll gets 404). Audited."""
     for _ in range(CHANGE_ATTEMPTS):
         device = _read(device_id, owner_id, not_found)
-        _remove_iot(device, revoke_first=False)
+        _remove_iot(device)
         try:
             devices.transition(
                 device,
@@ -166,10 +168,9 @@ def _tell_release(device: Device) -> None:
         log.warning("release command to %s could not be published", device.device_id, exc_info=True)
 
 
-def _remove_iot(device: Device, revoke_first: bool) -> None:
-    """Certificate and thing go; always tried, since a claimed device may hold an interrupted provisioning's."""
+def _remove_iot(device: Device) -> None:
+    """Certificate and thing go (the adapter revokes and disconnects first); always tried, since a
+    claimed device may hold an interrupted provisioning's."""
     from lambdas.adapters import iot
 
-    if revoke_first and device.certificate_id:
-        iot.revoke_certificate(device.certificate_id)
     iot.remove_certificate_and_thing(device.thing, device.certificate_id, delete_thing=True)

@@ -53,19 +53,18 @@ SEQUENCES = {
         "DeleteThing",
         "TransactWriteItems",
     ],
-    # The adapter's revocation, the record, then the sweep: no other certificate on the thing.
+    # The adapter revokes, disconnects and detaches the policy; the record; then the sweep of the thing.
     "revoke": [
         "GetItem",
         "DescribeCertificate",
         "UpdateCertificate",
-        "ListPrincipalThings",
         "DeleteConnection",
         "ListAttachedPolicies",
         "DetachPolicy",
         "TransactWriteItems",
         "ListThingPrincipals",
-        "DescribeCertificate",
     ],
+    # The same removal as delete (which revokes and disconnects first), then the record.
     "release": [
         "GetItem",
         "DescribeCertificate",
@@ -74,10 +73,6 @@ SEQUENCES = {
         "DeleteConnection",
         "ListAttachedPolicies",
         "DetachPolicy",
-        "DescribeCertificate",
-        "ListPrincipalThings",
-        "DeleteConnection",
-        "ListAttachedPolicies",
         "DetachThingPrincipal",
         "DeleteCertificate",
         "ListThingPrincipals",

@@ -6,7 +6,6 @@ exactly the events of their own ownership at any timing (logic/owner.py `events`
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from lambdas import config
@@ -27,6 +26,8 @@ def event_item(
     ownership: str | None = None,
     at: float | None = None,
 ) -> dict[str, Any]:
+    import secrets  # deferred: the unclaimed poll imports this module but writes no event
+
     at = times.now() if at is None else at
     stamp = times.iso_micro(at)
     return {

@@ -53,6 +53,8 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 fuzz: setup
@@ -61,6 +63,7 @@ fuzz: setup
 lint: python-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
 # Template checks only: the function asset is `lambdas/` without its dependencies (no network, no AWS).

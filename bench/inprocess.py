@@ -133,7 +133,8 @@ def mocked_cloud(calls: AwsCalls) -> Iterator[Any]:
 
     from lambdas import constants as c
     from lambdas import definitions
-    from tests.unit.lambdas.conftest import CLAIM_CODE_KEY, _create_table, test_ca
+    from local.seed import create_tables
+    from tests.unit.lambdas.conftest import CLAIM_CODE_KEY, test_ca
 
     base = {
         "AWS_DEFAULT_REGION": REGION,
@@ -149,10 +150,7 @@ def mocked_cloud(calls: AwsCalls) -> Iterator[Any]:
     ):
         session = uncounted_session(region_name=REGION)  # its own botocore session: not counted
         ddb = session.client("dynamodb")
-        tables = {}
-        for table in definitions.TABLES:
-            tables[table.logical_id] = f"latchkey-bench-{table.logical_id}"
-            _create_table(ddb, table, tables[table.logical_id])
+        tables = create_tables(ddb, prefix="latchkey-bench")
         ca_cert, ca_key = test_ca()
         secret = session.client("secretsmanager").create_secret(
             Name="latchkey-bench-secret",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import jsii
 from aws_cdk import RemovalPolicy
@@ -48,7 +49,7 @@ class Api(Construct):
         construct_id: str,
         *,
         settings: Settings,
-        functions: dict[str, lambda_.IFunction],
+        functions: Mapping[str, lambda_.IFunction],
         user_pool: cognito.IUserPool,
         user_pool_client: cognito.IUserPoolClient,
     ) -> None:

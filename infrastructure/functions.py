@@ -44,22 +44,18 @@ REQUIREMENTS = "lambdas/requirements.lock"
 
 # The asset is the repository root filtered down to `lambdas/` (handler strings are "lambdas.handlers...").
 # Excluding everything else also keeps fingerprinting fast (.venv, node_modules, cdk.out are never read).
-# The deploy-time custom resources (infrastructure/custom_resources) ride along: they reuse lambdas.adapters.
-ASSET_SOURCES = ("lambdas", "infrastructure/__init__.py", "infrastructure/custom_resources")
+# The deploy-time custom resource is a handler like the others (lambdas/handlers/service_setup.py).
+ASSET_SOURCES = ("lambdas",)
 ASSET_EXCLUDE = [
     "*",
     ".*",
     "!lambdas",
     "!lambdas/**",
-    "!infrastructure",
-    "!infrastructure/__init__.py",
-    "!infrastructure/custom_resources",
-    "!infrastructure/custom_resources/**",
     "**/__pycache__",
     "**/*.pyc",
     "**/.*",
 ]
-SETUP_HANDLER = "infrastructure.custom_resources.service_setup.handler"
+SETUP_HANDLER = "lambdas.handlers.service_setup.handler"
 
 AMAZON_ROOT_CA_PEM = (Path(__file__).parent / "amazon-root-ca.pem").read_text()
 
@@ -331,7 +327,7 @@ class Functions(Construct):
         return queue
 
     def _service_setup(self, settings: Settings, code: lambda_.Code) -> CustomResource:
-        """Custom::LatchkeyServiceSetup (infrastructure/custom_resources/service_setup.py), run each deploy."""
+        """Custom::LatchkeyServiceSetup (lambdas/handlers/service_setup.py), run each deploy."""
         log_group = logs.LogGroup(self, "ServiceSetupLogs", removal_policy=RemovalPolicy.DESTROY)
         log_group.node.default_child.retention_in_days = settings.log_retention_days  # type: ignore[union-attr]
         role = iam.Role(

@@ -142,7 +142,12 @@ class Monitoring(Construct):
             )
 
     def _alarm(
-        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+        self,
+        construct_id: str,
+        metric: cloudwatch.Metric | cloudwatch.MathExpression,
+        *,
+        threshold: float,
+        description: str,
     ) -> None:
         alarm = metric.create_alarm(
             self,

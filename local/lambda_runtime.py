@@ -52,7 +52,6 @@ CACHED_MODULES = (
     "lambdas.adapters.secrets",
     "lambdas.adapters.ca",
     "lambdas.adapters.iot",
-    "lambdas.adapters.mqtt",
 )
 
 

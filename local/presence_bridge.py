@@ -90,7 +90,7 @@ class PresenceBridge:
         self._worker.start()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         client.tls_set_context(self.broker.client_ssl_context())
-        client.reconnect_delay_set(0.1, 2)
+        client.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]  # paho sleeps floats
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_args: self._subscribed.set()
         client.on_message = self._on_message

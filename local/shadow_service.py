@@ -48,10 +48,10 @@ class ShadowService:
             clean_session=True,
         )
         client.tls_set_context(self.broker.client_ssl_context())
-        client.reconnect_delay_set(0.1, 2)
+        client.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]  # paho sleeps floats
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_a: self._subscribed.set()
-        client.on_message = lambda _c, _u, m: self._queue.put((m.topic, m.payload))
+        client.on_message = lambda _c, _u, m: self._queue.put((m.topic, bytes(m.payload)))
         self._client = client
         client.connect(self.broker.host, self.broker.port, keepalive=30)
         client.loop_start()

@@ -159,11 +159,11 @@ class MqttClient:
             certfile=str(cert.cert_file) if cert else None,
             keyfile=str(cert.key_file) if cert else None,
         )
-        client.reconnect_delay_set(0.1, 0.5)
+        client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]  # paho sleeps floats
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = lambda *_a: self.disconnected.set()
-        client.on_message = lambda _c, _u, m: self.messages.put(Message(m.topic, m.payload))
+        client.on_message = lambda _c, _u, m: self.messages.put(Message(m.topic, bytes(m.payload)))
         client.on_subscribe = self._on_subscribe
         self.client = client
 
@@ -205,6 +205,8 @@ class MqttClient:
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> bool:
         """True when the broker granted the subscription."""
         _result, mid = self.client.subscribe(topic, qos=qos)
+        if mid is None:  # not connected: nothing was sent
+            return False
         with self._cond:
             if not self._cond.wait_for(lambda: mid in self._acks, timeout):
                 return False

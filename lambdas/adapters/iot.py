@@ -371,10 +371,8 @@ def drop_connection(thing_name: str) -> bool:
     """iot-data DeleteConnection for the device's client id (the thing name): IoT Core closes its live
     MQTT connection at once. False when it was not connected. The will message is published, as a
     lost connection's would be, so presence sees the device go offline."""
-    from lambdas.adapters import mqtt
-
     try:
-        mqtt.iot_data_client().delete_connection(clientId=thing_name)
+        iot_data_client().delete_connection(clientId=thing_name)
     except Exception as exc:
         code = error_code(exc)
         if code == _NOT_FOUND:
@@ -503,8 +501,27 @@ def describe_endpoint() -> dict[str, Any]:
         return dict(_endpoint)
 
 
+_data_client: Any = None
+
+
+def iot_data_client() -> Any:
+    """The iot-data client (publish, DeleteConnection, shadows) for this account's ATS endpoint, or the
+    configured endpoint (moto) when there is one. Here, not in adapters/mqtt.py: revocation needs it too."""
+    global _data_client
+    if _data_client is None:
+        if os.environ.get("LATCHKEY_AWS_ENDPOINT_URL"):
+            _data_client = client("iot-data")
+        else:
+            import boto3
+
+            host = describe_endpoint()["host"]
+            _data_client = boto3.session.Session().client("iot-data", endpoint_url=f"https://{host}")
+    return _data_client
+
+
 def reset() -> None:
     """Forget cached answers (tests, or a new moto behind the same process)."""
-    global _endpoint, _arn_prefix
+    global _endpoint, _arn_prefix, _data_client
+    _data_client = None
     _endpoint = None
     _arn_prefix = None

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from functools import cache
 from typing import Any
 
 from lambdas import constants as c
+from lambdas.adapters import iot
 from lambdas.errors import ServiceUnavailable
 
 PUBACK_TIMEOUT_S = 5.0
@@ -37,24 +37,9 @@ def publish(topic: str, payload: dict[str, Any]) -> None:
 
 def _publish_iot(topic: str, data: bytes) -> None:
     try:
-        _iot_data().publish(topic=topic, qos=1, payload=data)
+        iot.iot_data_client().publish(topic=topic, qos=1, payload=data)
     except Exception as exc:
         raise PublishFailed(f"IoT did not accept the message for {topic}.") from exc
-
-
-@cache
-def _iot_data() -> Any:
-    """The iot-data client for this account's ATS endpoint (moto's endpoint when one is configured)."""
-    from lambdas.aws_clients import client
-
-    if os.environ.get("LATCHKEY_AWS_ENDPOINT_URL"):
-        return client("iot-data")
-    import boto3
-
-    from lambdas.adapters import iot
-
-    host = iot.describe_endpoint()["host"]
-    return boto3.session.Session().client("iot-data", endpoint_url=f"https://{host}")
 
 
 def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes) -> None:
@@ -86,13 +71,3 @@ def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def reset() -> None:
-    clear = getattr(_iot_data, "cache_clear", None)
-    if clear is not None:
-        clear()
-
-
-# The shadow adapter (adapters/shadow.py) talks to the same iot-data endpoint.
-iot_data_client = _iot_data

@@ -11,9 +11,9 @@ SHADOW_ERRORS = ("ThrottlingException", "ServiceUnavailableException", "Internal
 
 
 def _client() -> Any:
-    from lambdas.adapters.mqtt import iot_data_client
+    from lambdas.adapters import iot
 
-    return iot_data_client()
+    return iot.iot_data_client()
 
 
 def _code(exc: Exception) -> str:

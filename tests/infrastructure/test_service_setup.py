@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from infrastructure.custom_resources import service_setup
 from lambdas import constants as c
+from lambdas.handlers import service_setup
 
 REGION = "eu-west-1"
 CLAIM_KEY = "A" * 44

@@ -256,12 +256,9 @@ def test_function_asset_ships_only_lambdas(synth: Synth) -> None:
     key = code["S3Key"]
     asset_hash = key.split(".")[0]
     staged = synth.outdir / assets[asset_hash]["source"]["path"]
-    assert sorted(p.name for p in staged.iterdir()) == ["infrastructure", "lambdas"]
-    # Of infrastructure/, only the deploy-time custom resources (no CDK code, no cdk-nag).
-    assert sorted(p.name for p in (staged / "infrastructure").iterdir()) == [
-        "__init__.py",
-        "custom_resources",
-    ]
+    # No CDK code, no cdk-nag: the deploy-time custom resource is one of the lambdas' handlers.
+    assert sorted(p.name for p in staged.iterdir()) == ["lambdas"]
+    assert (staged / "lambdas" / "handlers" / "service_setup.py").exists()
     assert (staged / "lambdas" / "definitions.py").exists()
     assert (staged / "lambdas" / "requirements.lock").exists(), "the lock is part of the asset hash"
     assert not list(staged.rglob("__pycache__"))

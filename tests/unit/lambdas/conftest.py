@@ -315,7 +315,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_caches()
-        from lambdas.adapters import mqtt
+        from lambdas.adapters import iot
         from lambdas.aws_clients import client
         from local import strict_iot
 
@@ -330,7 +330,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
             "provide-client-params.iot-data.DeleteConnection",
             lambda params, **_kw: env_.dropped_connections.append(params["clientId"]),
         )
-        monkeypatch.setattr(mqtt, "iot_data_client", lambda: data_plane)
+        monkeypatch.setattr(iot, "iot_data_client", lambda: data_plane)
         try:
             yield env_
         finally:

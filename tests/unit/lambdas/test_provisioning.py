@@ -372,11 +372,11 @@ def test_provision_requires_ca_pem(aws, claimed, monkeypatch):
 
 
 def test_mqtt_publish_via_iot_data(aws, monkeypatch):
-    from lambdas.adapters import mqtt
+    from lambdas.adapters import iot, mqtt
 
     published = []
     monkeypatch.setattr(
-        mqtt, "_iot_data", lambda: type("C", (), {"publish": lambda self, **kw: published.append(kw)})()
+        iot, "iot_data_client", lambda: type("C", (), {"publish": lambda self, **kw: published.append(kw)})()
     )
     mqtt.publish("latchkey/things/x/commands", {"command": "release"})
     assert published == [

@@ -1,1 +1,0 @@
-"""Deploy-time custom resources; shipped in the function asset (they reuse `lambdas.adapters`)."""

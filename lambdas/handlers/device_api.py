@@ -8,14 +8,13 @@ registration logic only for `register`. The unclaimed poll costs one DynamoDB Ge
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from lambdas import constants as c
-from lambdas import http, logs
+from lambdas import device_contract, http, logs
 from lambdas.dal import devices
 from lambdas.domain.device import State
-from lambdas.errors import BadRequest, Forbidden, LatchkeyError, NotFound
+from lambdas.errors import Forbidden, LatchkeyError, NotFound
 from lambdas.logic import poll, signature
 
 log = logs.logger("device_api")
@@ -23,7 +22,6 @@ log = logs.logger("device_api")
 POLL = "POST /v1/device/poll"
 ACK = "POST /v1/device/ack"
 REGISTER = "POST /v1/device/register"
-_CERTIFICATE_ID = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _request(event: dict[str, Any]) -> tuple[str, str, str]:
@@ -74,9 +72,8 @@ def _ack(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     signature.check(signed, device.public_key_pem, method, path, raw)
     if device.state == State.REVOKED:
         raise Forbidden("This device has been revoked.")
-    certificate_id = body.get("certificateId")
-    if not isinstance(certificate_id, str) or not _CERTIFICATE_ID.fullmatch(certificate_id):
-        raise BadRequest("certificateId must be the 64-character hex id of the delivered certificate.")
+    device_contract.check("AckRequest", body)
+    certificate_id = str(body["certificateId"])
 
     from lambdas.logic import provisioning  # deferred: the IoT adapter
 

@@ -8,62 +8,30 @@ Provisioning (and with it `cryptography` and the IoT adapter) is imported only w
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from lambdas import constants as c
+from lambdas import device_contract
 from lambdas.domain import times
 from lambdas.domain.device import Device, State
-from lambdas.errors import BadRequest, Forbidden, NotFound
+from lambdas.errors import Forbidden, NotFound
 
 log = logging.getLogger("latchkey.poll")
-
-MAX_AGENT_FIELDS = 24
-MAX_AGENT_VALUE_CHARS = 128
-_AGENT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 
 # retryAfter 0 means "no opinion: keep your own backoff schedule" (docs/protocol.md).
 UNCLAIMED = {"status": "unclaimed", "retryAfter": 0}
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """{"attempt": int, "agent": {str: short scalar}, "csr": PEM | None}; unknown fields are ignored."""
-    attempt = body.get("attempt", 0)
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 0 <= attempt < 2**31:
-        raise BadRequest("attempt must be a non-negative integer.")
+    """The poll body checked against `device_contract.POLL_REQUEST`, normalized: {"attempt": int,
+    "agent": {str: scalar} without nulls, "csr": PEM | None}. Unknown fields are ignored."""
+    device_contract.check("PollRequest", body)
     agent = body.get("agent") or {}
-    if not isinstance(agent, dict):
-        raise BadRequest("agent must be a JSON object.")
-    if len(agent) > MAX_AGENT_FIELDS:
-        raise BadRequest(f"agent may have at most {MAX_AGENT_FIELDS} fields.")
-    clean: dict[str, Any] = {}
-    for key, value in agent.items():
-        if not _AGENT_KEY.match(key):
-            raise BadRequest(
-                f"agent field name {key[:40]!r} is not allowed (letters, digits, _ . -; max 32)."
-            )
-        if value is None:
-            continue
-        if isinstance(value, bool | int | float):
-            clean[key] = value
-        elif isinstance(value, str):
-            if len(value) > MAX_AGENT_VALUE_CHARS:
-                raise BadRequest(f"agent.{key} is longer than {MAX_AGENT_VALUE_CHARS} characters.")
-            clean[key] = value
-        else:
-            raise BadRequest(f"agent.{key} must be a string, number or boolean.")
-    csr = body.get("csr")
-    if csr is not None:
-        if not isinstance(csr, str):
-            raise BadRequest("csr must be a PEM string.")
-        if len(csr.encode()) > c.MAX_CSR_BYTES:
-            raise BadRequest(f"csr is larger than {c.MAX_CSR_BYTES} bytes.")
-        if (
-            "-----BEGIN CERTIFICATE REQUEST-----" not in csr
-            and "-----BEGIN NEW CERTIFICATE REQUEST-----" not in csr
-        ):
-            raise BadRequest("csr must be a PEM certificate signing request.")
-    return {"attempt": attempt, "agent": clean, "csr": csr or None}
+    return {
+        "attempt": int(body.get("attempt", 0)),
+        "agent": {key: value for key, value in agent.items() if value is not None},
+        "csr": body.get("csr") or None,
+    }
 
 
 def ensure_pollable(device: Device | None) -> Device:

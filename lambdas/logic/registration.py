@@ -23,6 +23,7 @@ import secrets
 from typing import Any
 
 from lambdas import constants as c
+from lambdas import device_contract
 from lambdas.dal import audit, devices, pending
 from lambdas.dal.ddb import ConditionFailed
 from lambdas.domain import times
@@ -174,17 +175,12 @@ def register(body: dict[str, Any], source_ip: str = "") -> dict[str, Any]:
     at = now()
     subjects = [(REGISTER_FAILURES_PER_IP, ratelimit.ip_subject(source_ip) if source_ip else "")]
     ratelimit.check(subjects, at, "Too many failed registrations from this address. Please wait.")
-    token = body.get("registrationToken")
-    csr = body.get("csr")
-    board = body.get("board") or ""
-    if not isinstance(token, str) or not _TOKEN.match(token):
+    device_contract.check("RegisterRequest", body)
+    token, csr, board = str(body["registrationToken"]), str(body["csr"]), body.get("board") or ""
+    if not _TOKEN.fullmatch(token):
         ratelimit.fail(subjects, at)
         raise TokenRejected("The registration token is unknown or has expired.")
-    mac = normalize_mac(body.get("mac"))
-    if not isinstance(csr, str) or len(csr.encode()) > c.MAX_CSR_BYTES:
-        raise BadRequest("csr must be a PEM certificate signing request of at most 4 KB.")
-    if not isinstance(board, str) or len(board) > 64:
-        raise BadRequest("board must be a string of at most 64 characters.")
+    mac = normalize_mac(body["mac"])
     public_key = public_key_from_pem(csr)
 
     pending_id = pending.find_by_token_hash(_hash(token))

@@ -1,93 +1,16 @@
-"""Device API shapes, for the OpenAPI document only.
+"""The device API in the OpenAPI document: paths built around `lambdas.device_contract`'s schemas.
 
-The device handler validates by hand (it must stay light: no pydantic on the poll path); these models
-describe the same contract (design.md "Device API") so that `GET /v1/openapi.json` documents it.
-`device_openapi()` turns them into OpenAPI paths and component schemas to merge into the document.
+The shapes themselves are defined once, in `lambdas/device_contract.py` (the device handler validates
+with the same dicts); this module only adds what a document needs: operations, headers and responses.
+`device_openapi()` returns OpenAPI paths and component schemas to merge into the owner API's document.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from lambdas.models.common import ErrorBody
-
-
-class AgentInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    version: str | None = Field(default=None, max_length=128, description="Agent version.")
-    board: str | None = Field(default=None, max_length=128)
-    mac: str | None = Field(default=None, max_length=128)
-    ip: str | None = Field(default=None, max_length=128)
-
-
-class PollRequest(BaseModel):
-    attempt: int = Field(default=0, ge=0, description="Polls since boot (0 for the first).")
-    agent: AgentInfo = Field(default_factory=AgentInfo, description="At most 24 short scalar fields.")
-    csr: str | None = Field(
-        default=None, max_length=4096, description="PEM CSR for the device's own key; needed once claimed."
-    )
-
-
-class PollUnclaimed(BaseModel):
-    status: Literal["unclaimed"]
-    retryAfter: int = Field(
-        ge=0, description="Seconds until the next poll; 0 keeps the agent's own schedule."
-    )
-
-
-class Endpoint(BaseModel):
-    host: str
-    port: int
-
-
-class Topics(BaseModel):
-    status: str
-    commands: str
-    shadow: str
-
-
-class PollProvisioned(BaseModel):
-    status: Literal["provisioned"]
-    thingName: str
-    certificateId: str
-    certificatePem: str
-    caPem: str = Field(description="CA chain to verify the MQTT broker.")
-    endpoint: Endpoint
-    topics: Topics
-    retryAfter: int = 0
-
-
-class AckRequest(BaseModel):
-    certificateId: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="The delivered certificate's id.")
-
-
-class RegisterRequest(BaseModel):
-    registrationToken: str = Field(max_length=256)
-    mac: str = Field(max_length=64)
-    csr: str = Field(max_length=4096)
-    board: str | None = Field(default=None, max_length=64)
-
-
-class RegisterResponse(BaseModel):
-    deviceId: str
-
-
-class DeviceError(ErrorBody):
-    serverTime: int | None = Field(default=None, description="Unix seconds; in 401 answers for clock skew.")
-
-
-_MODELS: tuple[type[BaseModel], ...] = (
-    PollRequest,
-    PollUnclaimed,
-    PollProvisioned,
-    AckRequest,
-    RegisterRequest,
-    RegisterResponse,
-    DeviceError,
-)
+from lambdas import device_contract
 
 _SIGNED_HEADERS = (
     ("X-Device-Id", "The device id (thing name)."),
@@ -100,8 +23,9 @@ _SIGNED_HEADERS = (
 )
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def _ref(name: str) -> dict[str, str]:
+    device_contract.SCHEMAS[name]  # a name that is not in the contract fails here, not in a client
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -109,17 +33,12 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _error(description: str) -> dict[str, Any]:
-    return _json(_ref(DeviceError), description)
+    return _json(_ref("DeviceError"), description)
 
 
 def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) of the device API, to merge into the owner API's document."""
-    from pydantic.json_schema import models_json_schema
-
-    _, top = models_json_schema(
-        [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
-    )
-    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    schemas: dict[str, Any] = copy.deepcopy(device_contract.SCHEMAS)  # the document never aliases them
     signed = [
         {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
         for name, text in _SIGNED_HEADERS
@@ -143,17 +62,17 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 "parameters": signed,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(PollRequest)}},
+                    "content": {"application/json": {"schema": _ref("PollRequest")}},
                 },
                 "responses": {
                     "200": _json(
                         {
-                            "oneOf": [_ref(PollUnclaimed), _ref(PollProvisioned)],
+                            "oneOf": [_ref("PollUnclaimed"), _ref("PollProvisioned")],
                             "discriminator": {
                                 "propertyName": "status",
                                 "mapping": {
-                                    "unclaimed": _ref(PollUnclaimed)["$ref"],
-                                    "provisioned": _ref(PollProvisioned)["$ref"],
+                                    "unclaimed": _ref("PollUnclaimed")["$ref"],
+                                    "provisioned": _ref("PollProvisioned")["$ref"],
                                 },
                             },
                         },
@@ -178,7 +97,7 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 "parameters": signed,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(AckRequest)}},
+                    "content": {"application/json": {"schema": _ref("AckRequest")}},
                 },
                 "responses": {
                     "204": {"description": "Certificate activated."},
@@ -202,10 +121,10 @@ def device_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 "operationId": "device_register",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(RegisterRequest)}},
+                    "content": {"application/json": {"schema": _ref("RegisterRequest")}},
                 },
                 "responses": {
-                    "201": _json(_ref(RegisterResponse), "Registered."),
+                    "201": _json(_ref("RegisterResponse"), "Registered."),
                     "400": _error("Malformed body, MAC or CSR."),
                     "401": _error("Unknown or expired token."),
                     "409": _error("The MAC differs from the one the token is bound to."),

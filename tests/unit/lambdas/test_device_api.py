@@ -82,7 +82,7 @@ def test_unclaimed_poll_writes_last_seen_when_stale(aws, signed_event, device_ke
         ({"agent": {f"k{i}": "v" for i in range(40)}}, "at most"),
         ({"csr": 5}, "csr"),
         ({"csr": "hello"}, "PEM"),
-        ({"csr": "-----BEGIN CERTIFICATE REQUEST-----" + "A" * 5000}, "larger"),
+        ({"csr": "-----BEGIN CERTIFICATE REQUEST-----" + "A" * 5000}, "4096"),
     ],
 )
 def test_poll_body_validation(aws, signed_event, device_key, body, fragment):

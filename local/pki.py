@@ -113,35 +113,13 @@ class LocalCA:
 
     # -- the CA itself --------------------------------------------------------------------------
     def _self_signed(self, cn: str) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        from lambdas.adapters.ca import self_signed_ca
+
         now = _now()
-        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
-        return (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-            .sign(self.key, hashes.SHA256())
+        cert: x509.Certificate = self_signed_ca(
+            self.key, cn, now - dt.timedelta(days=1), now + dt.timedelta(days=3650)
         )
+        return cert
 
     @property
     def cert_pem(self) -> str:

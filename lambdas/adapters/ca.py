@@ -85,3 +85,37 @@ def sign_csr(csr_pem: str, thing_name: str, now: dt.datetime | None = None) -> s
 
 def reset() -> None:
     _ca.cache_clear()
+
+
+def self_signed_ca(key: Any, common_name: str, not_before: dt.datetime, not_after: dt.datetime) -> Any:
+    """A self-signed CA certificate for `key` that signs client certificates and CRLs only (path length
+    0). One builder for the service's own CA (handlers/service_setup.py) and the local one (local/pki.py)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )

@@ -10,7 +10,6 @@ operation, the time spent inside the call (serialisation, moto, parsing) and, th
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -96,18 +95,9 @@ def shared_session(calls: AwsCalls) -> Iterator[Any]:
 
 
 def reset_lambda_caches() -> None:
-    import sys
+    from local.lambda_runtime import reset_function_caches  # the one registry of per-container caches
 
-    for name in (
-        "lambdas.aws_clients",
-        "lambdas.adapters.secrets",
-        "lambdas.adapters.ca",
-        "lambdas.adapters.iot",
-        "lambdas.adapters.mqtt",
-    ):
-        module = sys.modules.get(name)
-        if module is not None and hasattr(module, "reset"):
-            module.reset()
+    reset_function_caches()
 
 
 @contextmanager
@@ -132,8 +122,7 @@ def mocked_cloud(calls: AwsCalls) -> Iterator[Any]:
     from moto import mock_aws
 
     from lambdas import constants as c
-    from lambdas import definitions
-    from local.seed import create_tables
+    from local.seed import seed_in_process
     from tests.unit.lambdas.conftest import CLAIM_CODE_KEY, test_ca
 
     base = {
@@ -150,30 +139,15 @@ def mocked_cloud(calls: AwsCalls) -> Iterator[Any]:
     ):
         session = uncounted_session(region_name=REGION)  # its own botocore session: not counted
         ddb = session.client("dynamodb")
-        tables = create_tables(ddb, prefix="latchkey-bench")
         ca_cert, ca_key = test_ca()
-        secret = session.client("secretsmanager").create_secret(
-            Name="latchkey-bench-secret",
-            SecretString=json.dumps(
-                {"claimCodeKey": CLAIM_CODE_KEY, "caCertPem": ca_cert, "caKeyPem": ca_key}
-            ),
+        env = seed_in_process(
+            session,
+            prefix="latchkey-bench",
+            ca_cert=ca_cert,
+            ca_key=ca_key,
+            claim_code_key=CLAIM_CODE_KEY,
+            product="Latchkey Bench",
         )
-        iot = session.client("iot")
-        iot.create_thing_type(thingTypeName=definitions.THING_TYPE_NAME)
-        iot.create_policy(
-            policyName=definitions.POLICY_NAME,
-            policyDocument=json.dumps(definitions.device_policy_document()),
-        )
-        env = {
-            **{t.env_var: tables[t.logical_id] for t in definitions.TABLES},
-            c.ENV_SECRETS_ARN: secret["ARN"],
-            c.ENV_CERT_MODE: "own-ca",
-            c.ENV_IOT_POLICY_NAME: definitions.POLICY_NAME,
-            c.ENV_THING_TYPE_NAME: definitions.THING_TYPE_NAME,
-            c.ENV_IOT_ENDPOINT: "iot.bench.invalid:8883",
-            c.ENV_CA_PEM: ca_cert,
-            c.ENV_PRODUCT_NAME: "Latchkey Bench",
-        }
         with environment(env):
             reset_lambda_caches()
             try:

@@ -171,6 +171,31 @@ def _create_iot(iot: Any, ca: LocalCA) -> None:
     iot.register_ca_certificate(caCertificate=ca.cert_pem, setAsActive=True, allowAutoRegistration=False)
 
 
+def seed_in_process(
+    session: Any, *, prefix: str, ca_cert: str, ca_key: str, claim_code_key: str, product: str
+) -> dict[str, str]:
+    """In-process moto (`mock_aws`: unit tests, the bench): the tables, the service secret (own-CA mode)
+    and IoT's thing type and policy as the stack makes them; returns the functions' environment."""
+    tables = create_tables(session.client("dynamodb"), prefix=prefix)
+    secret = session.client("secretsmanager").create_secret(
+        Name=f"{prefix}-secret",
+        SecretString=json.dumps({"claimCodeKey": claim_code_key, "caCertPem": ca_cert, "caKeyPem": ca_key}),
+    )
+    iot = session.client("iot")
+    iot.create_thing_type(thingTypeName=d.THING_TYPE_NAME)
+    iot.create_policy(policyName=d.POLICY_NAME, policyDocument=json.dumps(d.device_policy_document()))
+    return {
+        **{t.env_var: tables[t.logical_id] for t in d.TABLES},
+        c.ENV_SECRETS_ARN: secret["ARN"],
+        c.ENV_CERT_MODE: "own-ca",
+        c.ENV_IOT_POLICY_NAME: d.POLICY_NAME,
+        c.ENV_THING_TYPE_NAME: d.THING_TYPE_NAME,
+        c.ENV_IOT_ENDPOINT: f"iot.{prefix}.invalid:8883",
+        c.ENV_CA_PEM: ca_cert,
+        c.ENV_PRODUCT_NAME: product,
+    }
+
+
 def seed(
     moto_url: str,
     *,

@@ -271,7 +271,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
 
     from lambdas import constants as c
     from lambdas import definitions
-    from local.seed import create_tables
+    from local.seed import seed_in_process
 
     for name in ("LATCHKEY_AWS_ENDPOINT_URL", c.ENV_MQTT_BRIDGE, "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -289,29 +289,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     ca_cert, ca_key = test_ca()
     session = _share_botocore_session(monkeypatch)
     with mock_aws():
-        tables = create_tables(session.client("dynamodb"), prefix="latchkey-test")
-        secret = session.client("secretsmanager").create_secret(
-            Name="latchkey-test-secret",
-            SecretString=json.dumps(
-                {"claimCodeKey": CLAIM_CODE_KEY, "caCertPem": ca_cert, "caKeyPem": ca_key}
-            ),
+        env = seed_in_process(
+            session,
+            prefix="latchkey-test",
+            ca_cert=ca_cert,
+            ca_key=ca_key,
+            claim_code_key=CLAIM_CODE_KEY,
+            product="Latchkey Test",
         )
-        iot = session.client("iot")
-        iot.create_thing_type(thingTypeName=definitions.THING_TYPE_NAME)
-        iot.create_policy(
-            policyName=definitions.POLICY_NAME,
-            policyDocument=json.dumps(definitions.device_policy_document()),
-        )
-        env = {
-            **{t.env_var: tables[t.logical_id] for t in definitions.TABLES},
-            c.ENV_SECRETS_ARN: secret["ARN"],
-            c.ENV_CERT_MODE: "own-ca",
-            c.ENV_IOT_POLICY_NAME: definitions.POLICY_NAME,
-            c.ENV_THING_TYPE_NAME: definitions.THING_TYPE_NAME,
-            c.ENV_IOT_ENDPOINT: "iot.test.invalid:8883",
-            c.ENV_CA_PEM: ca_cert,
-            c.ENV_PRODUCT_NAME: "Latchkey Test",
-        }
+        tables = {t.logical_id: env[t.env_var] for t in definitions.TABLES}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_caches()
@@ -321,7 +307,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
 
         for service in ("dynamodb", "iot", "secretsmanager"):
             client(service)  # made here, not concurrently by the first threads of a race test
-        env_ = AwsEnv(tables, secret["ARN"], ca_cert, ca_key, env)
+        env_ = AwsEnv(tables, env[c.ENV_SECRETS_ARN], ca_cert, ca_key, env)
         # iot-data at its default endpoint, which mock_aws serves; DeleteConnection is the embedded
         # cloud's stand-in (no broker here: "not connected"); the calls are recorded.
         strict_iot.install_delete_connection()

@@ -55,6 +55,8 @@ FINAL_ANSWERS = {
 # Answers read from eventually consistent data (a fresh token's index entry, a just registered device)
 # are believed only when repeated after a wait at the cap; the others are final at once.
 CONFIRM_FIRST = {ExitCode.TOKEN_REJECTED, ExitCode.DELETED}
+# How often the agent looks at its own facts (ip, version) while online: local, free; a change is sent.
+FACTS_CHECK_INTERVAL = 60.0
 
 SysInfo = Callable[[], dict[str, Any]]
 
@@ -99,6 +101,8 @@ class Agent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._next_status = 0.0
+        self._published: dict[str, Any] | None = None  # the facts of the last status sent (this boot)
+        self._reported: dict[str, Any] | None = None  # the shadow's reported state, as we last knew it
         self.device = DeviceModel(config.state_dir)
 
         self.identity = self._load_identity()
@@ -446,8 +450,7 @@ class Agent:
             certificate_pem=credentials.certificate_pem,
             private_key_pem=identity.key.private_pem(),
             ca_pem=credentials.ca_pem,
-            will_topic=credentials.topics["status"],
-            will_payload=json.dumps({"status": "offline", "reason": "lost"}).encode(),
+            # No last will: IoT's disconnect lifecycle event already says it, for free (docs/protocol.md).
             keepalive=self.config.mqtt_keepalive,
             skip_time_check=self._clock_untrusted or abs(self.clock_offset) > MAX_TRUSTED_OFFSET,
             key_dir=self.config.state_dir,
@@ -465,12 +468,14 @@ class Agent:
             self.transport.subscribe(credentials.topics["commands"])
             shadow = credentials.topics.get("shadow")
             if shadow:
-                # Reconcile after every (re)connect: report what we are, then ask what is wanted.
+                # Reconcile after every (re)connect: ask for the document; its answer says what is
+                # wanted (delta) and whether our report is still right (reported only if not).
                 self.transport.subscribe(shadow + "/update/delta")
                 self.transport.subscribe(shadow + "/get/accepted")
-                self._report_shadow()
+                self.transport.subscribe(shadow + "/get/rejected")  # no document yet: report ours
+                self._reported = None
                 self.transport.publish(shadow + "/get", b"{}")
-            self._publish_status()
+            self._publish_status(only_if_changed=True)
         except TransportError as exc:
             # Refused may mean revoked or released: the API knows, so ask it before trying again.
             log.warning(
@@ -486,7 +491,7 @@ class Agent:
         self.state = State.ONLINE
         self.backoff.reset()
         self._next_status = self.clock.monotonic() + self.config.status_interval
-        return self.config.status_interval
+        return min(FACTS_CHECK_INTERVAL, self.config.status_interval)
 
     def _online(self) -> float:
         while True:
@@ -499,13 +504,15 @@ class Agent:
         if not self.transport.is_connected():
             return self._connection_lost("connection closed")
         now = self.clock.monotonic()
-        if now >= self._next_status:
-            try:
-                self._publish_status()
-            except TransportError as exc:
-                return self._connection_lost(str(exc))
+        heartbeat = now >= self._next_status
+        try:
+            # The heartbeat confirms we are online; between heartbeats only a change is sent.
+            self._publish_status(only_if_changed=not heartbeat)
+        except TransportError as exc:
+            return self._connection_lost(str(exc))
+        if heartbeat:
             self._next_status = now + self.config.status_interval
-        return max(0.0, self._next_status - now)
+        return min(FACTS_CHECK_INTERVAL, max(0.0, self._next_status - now))
 
     def _connection_lost(self, why: str) -> float:
         log.warning("MQTT connection lost (%s); reconnecting", why)
@@ -513,21 +520,32 @@ class Agent:
         self.state = State.CONNECT
         return self.backoff.next()
 
-    def _status(self, status: str, **extra: Any) -> bytes:
-        return json.dumps(
-            {"status": status, "timestamp": self._timestamp(), **self._info(), **extra}
-        ).encode()
+    def _status(self, status: str, info: dict[str, Any] | None = None, **extra: Any) -> bytes:
+        info = self._info() if info is None else info
+        return json.dumps({"status": status, "timestamp": self._timestamp(), **info, **extra}).encode()
 
-    def _publish_status(self) -> None:
-        if self.credentials is not None:
-            self.transport.publish(self.credentials.topics["status"], self._status("online"))
-            self._report_shadow()
+    @staticmethod
+    def _facts(info: dict[str, Any]) -> dict[str, Any]:
+        """What presence stores of a status (uptime changes every second and is not a change)."""
+        return {k: v for k, v in info.items() if k != "uptime"}
+
+    def _publish_status(self, only_if_changed: bool = False) -> None:
+        if self.credentials is None:
+            return
+        info = self._info()
+        facts = self._facts(info)
+        if only_if_changed and facts == self._published:
+            return
+        self.transport.publish(self.credentials.topics["status"], self._status("online", info))
+        self._published = facts
 
     def _report_shadow(self) -> None:
         shadow = self.credentials.topics.get("shadow") if self.credentials else None
-        if shadow:
-            body = {"state": {"reported": self.device.reported()}}
+        reported = self.device.reported()
+        if shadow and reported != self._reported:
+            body = {"state": {"reported": reported}}
             self.transport.publish(shadow + "/update", json.dumps(body).encode())
+            self._reported = reported
 
     def _handle_shadow(self, topic: str, payload: bytes) -> None:
         """A desired change (update/delta) or the whole document (get/accepted, after connecting)."""
@@ -539,13 +557,17 @@ class Agent:
         if not isinstance(message, dict):
             return
         state = message.get("state") or {}
-        change = state.get("delta") if topic.endswith("/get/accepted") else state
+        whole = topic.endswith("/get/accepted")
+        if whole and isinstance(state.get("reported"), dict):
+            self._reported = state["reported"]  # what the service has: report only what differs
+        change = state.get("delta") if whole else state
         version = message.get("version")
-        if (
+        changed = (
             isinstance(change, dict)
             and change
             and self.device.apply(change, version if isinstance(version, int) else None)
-        ):
+        )
+        if changed or whole:
             with contextlib.suppress(TransportError):
                 self._report_shadow()
 
@@ -555,6 +577,10 @@ class Agent:
         shadow = credentials.topics.get("shadow") if credentials else None
         if shadow and topic in (shadow + "/update/delta", shadow + "/get/accepted"):
             self._handle_shadow(topic, payload)
+            return False
+        if shadow and topic == shadow + "/get/rejected":
+            with contextlib.suppress(TransportError):
+                self._report_shadow()
             return False
         if credentials is None or topic != credentials.topics.get("commands"):
             return False
@@ -568,9 +594,7 @@ class Agent:
             log.info("ignoring unknown command %r", command)
             return False
         log.warning("released by the owner: wiping credentials and polling for a new claim")
-        # The service may already have cut us off; the wipe is what matters.
-        with contextlib.suppress(TransportError):
-            self.transport.publish(credentials.topics["status"], self._status("offline", reason="released"))
+        # The service may already have cut us off; the wipe is what matters (and the disconnect says offline).
         self.transport.disconnect()
         self._wipe()
         self.state = State.POLL
@@ -586,11 +610,6 @@ class Agent:
         self._wake.set()
 
     def _shutdown(self) -> None:
-        if self.state is State.ONLINE and self.credentials is not None and self.transport.is_connected():
-            # If this fails the broker sends the last will instead.
-            with contextlib.suppress(TransportError):
-                self.transport.publish(
-                    self.credentials.topics["status"], self._status("offline", reason="shutdown")
-                )
+        # A clean DISCONNECT: IoT's lifecycle event (CLIENT_INITIATED_DISCONNECT) makes the device offline.
         self.transport.disconnect()
         log.info("stopped")

@@ -18,6 +18,62 @@ class ConfigError(Exception):
     pass
 
 
+# --- presence (docs/protocol.md "Presence", docs/performance.md "Presence") --------------------------------
+# Online/offline come from IoT's lifecycle events; the agent sends a status message when its facts change
+# and a heartbeat this often (lambdas.domain.device.HEARTBEAT_SECONDS must agree: two missed ones -> away).
+HEARTBEAT_INTERVAL = 6 * 3600.0
+# PINGREQ every keep-alive when idle (not metered); a dropped connection is noticed after 1.5 x this
+# (IoT Core and mosquitto), 60 s here, which keeps "offline within 90 s" with room for the event's delivery.
+MQTT_KEEPALIVE = 40
+DAY_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class PresenceRates:
+    """What one online device that stays connected and idle costs per day, counted from the code."""
+
+    messages: float  # metered MQTT publishes (device -> broker, broker -> device)
+    rules: float  # topic rules triggered (each with one Lambda action)
+    invocations: float  # Presence Lambda invocations
+    strong_reads: float  # strongly consistent DynamoDB GetItem (1 read unit each)
+    writes: float  # DynamoDB UpdateItem (1 write unit each)
+    shadow_operations: float  # Device Shadow service requests
+    pings: float  # MQTT PINGREQ (not metered)
+
+
+# Before (30 s status + shadow report, a write when the last one is 45 s old: every other message).
+PRESENCE_BEFORE_PER_IDLE_DAY = PresenceRates(
+    messages=2 * DAY_SECONDS / 30,
+    rules=DAY_SECONDS / 30,
+    invocations=DAY_SECONDS / 30,
+    strong_reads=DAY_SECONDS / 30,
+    writes=DAY_SECONDS / 60,
+    shadow_operations=DAY_SECONDS / 30,
+    pings=0.0,  # every 30 s something was sent anyway, so paho sent no PINGREQ
+)
+# Now: only the heartbeat, each one a confirming write (CONFIRM_INTERVAL_MS < HEARTBEAT_INTERVAL).
+PRESENCE_PER_IDLE_DAY = PresenceRates(
+    messages=DAY_SECONDS / HEARTBEAT_INTERVAL,
+    rules=DAY_SECONDS / HEARTBEAT_INTERVAL,
+    invocations=DAY_SECONDS / HEARTBEAT_INTERVAL,
+    strong_reads=DAY_SECONDS / HEARTBEAT_INTERVAL,
+    writes=DAY_SECONDS / HEARTBEAT_INTERVAL,
+    shadow_operations=0.0,
+    pings=DAY_SECONDS / MQTT_KEEPALIVE,
+)
+# Each (re)connection on top: 2 lifecycle events (2 rules, invocations, reads, writes; IoT's own
+# messages), 1 status message after a boot, and the shadow get (+ a report only if it differs).
+PRESENCE_PER_CONNECTION = PresenceRates(
+    messages=3.0,  # status + shadow get + get/accepted delivered
+    rules=3.0,
+    invocations=3.0,
+    strong_reads=3.0,
+    writes=2.0,
+    shadow_operations=1.0,
+    pings=0.0,
+)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     api_url: str = ""  # may come from the identity file's apiUrl instead
@@ -30,9 +86,9 @@ class AgentConfig:
     backoff_initial: float = schedule.INITIAL_DELAY
     backoff_cap: float = schedule.DEFAULT_CAP
     jitter: float = schedule.DEFAULT_JITTER
-    status_interval: float = 30.0
+    status_interval: float = HEARTBEAT_INTERVAL  # the heartbeat; status on change comes on top
     http_timeout: float = 10.0
-    mqtt_keepalive: int = 60
+    mqtt_keepalive: int = MQTT_KEEPALIVE
     log_level: str = "INFO"
 
 
@@ -79,8 +135,11 @@ def _check(config: AgentConfig) -> None:
         schedule.validate(config.backoff_initial, config.backoff_cap, config.jitter)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if config.status_interval < 1:
-        raise ConfigError("status_interval must be at least 1 second")
+    if not 1 <= config.status_interval <= HEARTBEAT_INTERVAL:
+        raise ConfigError(
+            f"status_interval must be between 1 and {HEARTBEAT_INTERVAL:.0f} seconds "
+            "(the service shows a device away after two missed heartbeats)"
+        )
     if config.http_timeout <= 0:
         raise ConfigError("http_timeout must be > 0")
     if config.api_url and not config.api_url.startswith(("http://", "https://")):

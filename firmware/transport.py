@@ -45,9 +45,9 @@ class MqttSettings:
     certificate_pem: str = field(repr=False)
     private_key_pem: bytes = field(repr=False)
     ca_pem: str = field(repr=False)
-    will_topic: str
-    will_payload: bytes
-    keepalive: int = 60
+    will_topic: str | None = None  # none by default: IoT's lifecycle events say when a device drops
+    will_payload: bytes = b""
+    keepalive: int = 40
     skip_time_check: bool = False  # the device clock is known to be wrong; still verify the chain
     key_dir: Path | None = None  # where the key may touch disk for a moment (ssl loads keys from files only)
 
@@ -114,7 +114,8 @@ class PahoTransport:
             reconnect_on_failure=False,
         )
         client.tls_set_context(context)
-        client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=False)
+        if settings.will_topic:
+            client.will_set(settings.will_topic, settings.will_payload, qos=1, retain=False)
         answered = threading.Event()
         result: dict[str, object] = {}
 
@@ -188,7 +189,7 @@ class PahoTransport:
         if client is None:
             return
         if last is not None:
-            # Let a final "offline" status reach the broker before the clean disconnect.
+            # Let the last message reach the broker before the clean disconnect.
             with contextlib.suppress(RuntimeError, ValueError):
                 last.wait_for_publish(timeout=2.0)
         with contextlib.suppress(OSError, ValueError):

@@ -29,8 +29,11 @@ OWNED_STATES = frozenset({State.CLAIMED, State.PROVISIONED, State.ACTIVE, State.
 # States in which a device may hold a certificate that connects, hence may be online.
 CONNECTABLE_STATES = frozenset({State.PROVISIONED, State.ACTIVE})
 
-ONLINE_SECONDS = 90  # last presence message younger than this: online
-AWAY_SECONDS = 600  # younger than this: away; older: offline
+# Presence comes from IoT lifecycle events (a disconnect turns a device offline at once) and a status
+# heartbeat every HEARTBEAT_SECONDS that confirms a connected device (lambdas.logic.presence).
+HEARTBEAT_SECONDS = 6 * 3600  # the agent's default (firmware.config.HEARTBEAT_INTERVAL)
+ONLINE_SECONDS = 2 * HEARTBEAT_SECONDS + 600  # connected, confirmed younger than this: online
+AWAY_SECONDS = 4 * HEARTBEAT_SECONDS  # younger than this: away (a disconnect may be lost); older: offline
 
 
 @dataclass(slots=True)

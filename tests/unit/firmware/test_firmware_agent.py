@@ -46,7 +46,7 @@ def identity(tmp_path):
 def make_agent(tmp_path, api, identity):
     created = []
 
-    def make(transport=None, clock=None, **config):
+    def make(transport=None, clock=None, system_info=None, **config):
         config.setdefault("api_url", api.url)
         if "registration_token" not in config:
             config.setdefault("identity_file", identity[0])
@@ -56,7 +56,7 @@ def make_agent(tmp_path, api, identity):
             clock=clock or VirtualClock(),
             rng=random.Random(1),
             transport=transport or FakeTransport(),
-            system_info=lambda: dict(SYSTEM_INFO),
+            system_info=system_info or (lambda: dict(SYSTEM_INFO)),
         )
         created.append(agent)
         return agent
@@ -84,7 +84,7 @@ def test_unclaimed_twice_then_provisioned_saves_acks_and_connects(api, make_agen
 
     # Then it polled at once, after ~5 s and ~10 s, acked, and connected with the delivered credentials
     assert api.paths() == [POLL, POLL, POLL, ACK]
-    assert 4 <= waits[0] <= 6 and 8 <= waits[1] <= 12 and waits[2:] == [0.0, 0.0, 30.0]
+    assert 4 <= waits[0] <= 6 and 8 <= waits[1] <= 12 and waits[2:] == [0.0, 0.0, 60.0]
     polls = [r.json for r in api.requests if r.path == POLL]
     assert [p["attempt"] for p in polls] == [0, 1, 2]
     assert polls[0]["agent"] == SYSTEM_INFO
@@ -96,17 +96,22 @@ def test_unclaimed_twice_then_provisioned_saves_acks_and_connects(api, make_agen
 
     settings = transport.connects[0]
     assert (settings.client_id, settings.host, settings.port) == (DEVICE_ID, "127.0.0.1", 8883)
-    assert settings.ca_pem == provisioned()["caPem"] and settings.will_topic.endswith("/status")
-    assert json.loads(settings.will_payload)["status"] == "offline"
+    # No last will: IoT's disconnect lifecycle event says it without a metered message
+    assert settings.ca_pem == provisioned()["caPem"] and settings.will_topic is None
+    assert settings.keepalive == 40
     shadow = f"$aws/things/{DEVICE_ID}/shadow"
     assert transport.subscribed == [
         f"latchkey/things/{DEVICE_ID}/commands",
         f"{shadow}/update/delta",
         f"{shadow}/get/accepted",
+        f"{shadow}/get/rejected",
     ]
     topic, status = next((t, m) for t, m in transport.published if t.endswith("/status"))
     assert topic == f"latchkey/things/{DEVICE_ID}/status"
-    # It described its relays and sensors and asked for the desired state
+    # It asked for the document first, and reports once the shadow answers that there is none
+    assert transport.shadow_reports() == []
+    transport.deliver(f"{shadow}/get/rejected", b'{"code": 404, "message": "No shadow exists"}')
+    agent.step()
     assert transport.shadow_reports()[0]["capabilities"]["relays"]["r1"] == {
         "name": "Relay 1",
         "logic": "positive",
@@ -120,16 +125,59 @@ def test_unclaimed_twice_then_provisioned_saves_acks_and_connects(api, make_agen
     assert stat.S_IMODE(saved.path.stat().st_mode) == 0o600
 
 
-def test_online_agent_publishes_status_every_interval(make_agent, api):
+def test_online_agent_sends_a_heartbeat_every_interval_and_nothing_else_when_idle(make_agent, api):
     api.reply(POLL, 200, provisioned())
     transport = FakeTransport()
-    agent = make_agent(transport, status_interval=30)
+    agent = make_agent(transport, status_interval=600)
     drive(agent, agent.clock, lambda: agent.state is State.ONLINE)
+    sent = len(transport.published)
 
+    # When it stays idle for three heartbeat intervals (looking at its own facts every minute)
     waits = drive(agent, agent.clock, lambda: len(transport.statuses()) == 4)
 
-    assert waits == [30, 30, 30]
+    # Then it sent three heartbeats and nothing else: no shadow report, no other status
+    assert sum(waits) == 3 * 600 and max(waits) == 60
     assert transport.statuses() == ["online"] * 4
+    assert len(transport.published) == sent + 3
+
+
+def test_a_changed_fact_is_sent_at_once_an_unchanged_one_never(make_agent, api):
+    api.reply(POLL, 200, provisioned())
+    transport = FakeTransport()
+    info = dict(SYSTEM_INFO)
+    agent = make_agent(transport, system_info=lambda: dict(info, uptime=agent.clock.monotonic()))
+    drive(agent, agent.clock, lambda: agent.state is State.ONLINE)
+    agent.step()
+    agent.step()
+    assert transport.statuses() == ["online"]  # uptime moves on; that is not a change
+
+    info["ip"] = "10.0.0.99"
+    agent.step()
+
+    assert transport.statuses() == ["online", "online"]
+    assert transport.published[-1][1]["ip"] == "10.0.0.99"
+
+
+def test_the_shadow_is_reported_only_when_the_document_differs(make_agent, api):
+    api.reply(POLL, 200, provisioned())
+    transport = FakeTransport()
+    agent = make_agent(transport)
+    drive(agent, agent.clock, lambda: agent.state is State.ONLINE)
+    shadow = f"$aws/things/{DEVICE_ID}/shadow"
+    current = agent.device.reported()
+
+    # When the document already holds what the device is, nothing is reported
+    transport.deliver(f"{shadow}/get/accepted", json.dumps({"state": {"reported": current}}).encode())
+    agent.step()
+    assert transport.shadow_reports() == []
+
+    # And when it holds something else (or after a reconnect, an older report), the device reports
+    transport.drop()
+    agent.step()
+    drive(agent, agent.clock, lambda: agent.state is State.ONLINE)
+    transport.deliver(f"{shadow}/get/accepted", json.dumps({"state": {"reported": {"old": 1}}}).encode())
+    agent.step()
+    assert transport.shadow_reports() == [current]
 
 
 def test_server_errors_and_connection_refused_keep_the_schedule_and_the_state(api, make_agent):
@@ -256,7 +304,7 @@ def test_release_command_wipes_credentials_and_goes_back_to_polling(api, make_ag
 
     # Then the credentials are gone, MQTT is closed, and the device polls again at once, fresh schedule
     assert agent.store.load() is None and agent.credentials is None
-    assert not transport.connected and transport.statuses()[-1] == "offline"
+    assert not transport.connected and transport.statuses() == ["online"]  # the disconnect says it
     assert agent.state is State.POLL
     wait = agent.step()
     assert api.paths().count(POLL) == polls_before + 1
@@ -310,7 +358,7 @@ def test_lost_connection_reconnects_with_backoff(api, make_agent):
 
     assert 4 <= wait <= 6
     assert len(transport.connects) == 2
-    assert transport.statuses() == ["online", "online"]
+    assert transport.statuses() == ["online"]  # same facts: the lifecycle events say the rest
 
 
 def test_released_while_offline_wipes_when_the_api_says_unclaimed(api, make_agent, tmp_path):
@@ -325,7 +373,7 @@ def test_released_while_offline_wipes_when_the_api_says_unclaimed(api, make_agen
     assert agent.credentials is None and agent.store.load() is None
 
 
-def test_run_stops_cleanly_and_says_offline(api, make_agent):
+def test_run_stops_with_a_clean_disconnect_and_no_offline_message(api, make_agent):
     api.reply(POLL, 200, provisioned())
     transport = FakeTransport()
     agent = make_agent(transport, clock=SystemClock(), status_interval=60)
@@ -339,8 +387,8 @@ def test_run_stops_cleanly_and_says_offline(api, make_agent):
     thread.join(timeout=5)
 
     assert not thread.is_alive()
-    assert transport.statuses() == ["online", "offline"]
-    assert not transport.connected
+    assert transport.statuses() == ["online"]
+    assert not transport.connected and transport.disconnects >= 1
 
 
 def test_run_is_bounded_by_max_steps(make_agent, api):

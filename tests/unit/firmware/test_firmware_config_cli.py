@@ -33,8 +33,9 @@ def test_defaults_and_relative_paths(tmp_path):
         5,
         DEFAULT_CAP,
         0.2,
-        30,
+        6 * 3600,
     )
+    assert config.mqtt_keepalive == 40  # a dropped connection is noticed after 60 s
 
 
 def test_all_keys_are_read(tmp_path):

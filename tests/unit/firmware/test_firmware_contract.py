@@ -1,6 +1,5 @@
 """The agent's side of the contract, checked against the service's own parsers (not a copy of them)."""
 
-import json
 import random
 
 from firmware.agent import Agent, State
@@ -47,7 +46,7 @@ def test_poll_and_ack_requests_pass_the_services_signature_check_and_validation(
     assert body["agent"] == SYSTEM_INFO and body["csr"]
 
 
-def test_status_messages_and_the_last_will_are_understood_by_presence(tmp_path):
+def test_status_messages_are_understood_by_presence_and_a_stop_sends_no_offline(tmp_path):
     api = StubApi()
     api.reply("/v1/device/poll", 200, provisioned())
     transport = FakeTransport()
@@ -68,13 +67,9 @@ def test_status_messages_and_the_last_will_are_understood_by_presence(tmp_path):
     finally:
         api.close()
 
-    topic = f"latchkey/things/{DEVICE_ID}/status"
-    online, offline = (dict(message, topic=t) for t, message in transport.published if t.endswith("/status"))
-    will = dict(json.loads(transport.connects[0].will_payload), topic=topic)
-
+    # One status (the facts, on connecting); the clean disconnect's lifecycle event says offline
+    (online,) = (dict(message, topic=t) for t, message in transport.published if t.endswith("/status"))
     seen_online = presence.parse(online)
     assert seen_online is not None and seen_online.status == "online" and seen_online.thing == DEVICE_ID
     assert seen_online.agent == {k: SYSTEM_INFO[k] for k in ("version", "board", "mac", "ip")}
-    for message in (offline, will):
-        update = presence.parse(message)
-        assert update is not None and update.status == "offline"
+    assert transport.connects[0].will_topic is None and not transport.connected

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lambdas.domain.device import Device
+from lambdas.domain.device import AWAY_SECONDS, HEARTBEAT_SECONDS, ONLINE_SECONDS, Device
 from lambdas.handlers.presence import handler
 from lambdas.logic import presence
 
@@ -72,7 +72,13 @@ def count_writes(aws):
 
 @pytest.mark.parametrize(
     ("age_s", "expected"),
-    [(0, "online"), (89, "online"), (90, "away"), (599, "away"), (600, "offline"), (86400, "offline")],
+    [
+        (0, "online"),
+        (ONLINE_SECONDS - 1, "online"),
+        (ONLINE_SECONDS, "away"),
+        (AWAY_SECONDS - 1, "away"),
+        (AWAY_SECONDS, "offline"),
+    ],
 )
 def test_compute_from_last_seen(age_s, expected):
     item = {"deviceId": DEVICE, "state": "active", "presence": {"status": "online", "lastSeen": "x"}}
@@ -118,7 +124,10 @@ def test_the_owner_sees_it_online_then_away(device):
     view = Device.from_item(device.device(DEVICE)).owner_view(now_ms / 1000 + 5)
     assert (view["presence"], view["ip"], view["agentVersion"]) == ("online", "10.0.0.7", "1.4.0")
     assert view["lastSeen"].endswith("Z")
-    assert Device.from_item(device.device(DEVICE)).owner_view(now_ms / 1000 + 120)["presence"] == "away"
+    # A connected device stays online between heartbeats; two missed ones make it "away"
+    later = Device.from_item(device.device(DEVICE))
+    assert later.owner_view(now_ms / 1000 + HEARTBEAT_SECONDS + 60)["presence"] == "online"
+    assert later.owner_view(now_ms / 1000 + 2 * HEARTBEAT_SECONDS + 900)["presence"] == "away"
 
 
 def test_explicit_offline_status(device):
@@ -140,10 +149,16 @@ def test_unchanged_heartbeats_are_written_at_most_every_interval(device):
     handler(status_event(), None)
     writes = count_writes(device)
     assert handler(status_event(received_at=T0 + 30_000), None)["result"] == "unchanged"
+    assert handler(status_event(received_at=T0 + presence.CONFIRM_INTERVAL_MS - 1), None)["result"] == (
+        "unchanged"
+    )
     assert writes == []
-    assert handler(status_event(received_at=T0 + presence.WRITE_INTERVAL_MS), None)["result"] == "updated"
+    assert handler(status_event(received_at=T0 + presence.CONFIRM_INTERVAL_MS), None)["result"] == "updated"
     assert (
-        handler(status_event(received_at=T0 + 50_000, ip="10.0.0.8"), None)["result"] == "updated"
+        handler(status_event(received_at=T0 + presence.CONFIRM_INTERVAL_MS + 50, ip="10.0.0.8"), None)[
+            "result"
+        ]
+        == "updated"
     )  # changed
 
 
@@ -214,9 +229,84 @@ def test_connect_then_disconnect(device):
 
 
 def test_late_disconnect_of_an_old_session_does_not_win(device):
-    handler(lifecycle_event("connected", timestamp=T0 + 10_000), None)
-    assert handler(lifecycle_event("disconnected", timestamp=T0), None)["result"] == "stale"
+    handler(lifecycle_event("connected", timestamp=T0 + 10_000, versionNumber=2), None)
+    writes = count_writes(device)
+    assert handler(lifecycle_event("disconnected", timestamp=T0, versionNumber=1), None)["result"] == "stale"
+    assert device.device(DEVICE)["presence"]["status"] == "online" and writes == []
+
+
+def test_late_disconnect_does_not_win_even_with_a_later_timestamp(device):
+    """Timestamps are +/- 2 minutes: the version orders, not the clock."""
+    handler(lifecycle_event("connected", timestamp=T0, versionNumber=7), None)
+    old = lifecycle_event("disconnected", timestamp=T0 + 60_000, versionNumber=6)
+    assert handler(old, None)["result"] == "stale"
     assert device.device(DEVICE)["presence"]["status"] == "online"
+
+
+def test_a_connect_delivered_after_its_own_disconnect_does_not_win(device):
+    handler(lifecycle_event("disconnected", timestamp=T0 + 1000, versionNumber=3), None)
+    assert handler(lifecycle_event("connected", timestamp=T0, versionNumber=3), None)["result"] == "stale"
+    item = device.device(DEVICE)
+    assert item["presence"]["status"] == "offline" and status_of(item, now=T0 / 1000 + 2)[0] == "offline"
+
+
+def test_a_newer_disconnect_wins_over_an_inaccurate_clock(device):
+    handler(lifecycle_event("connected", timestamp=T0 + 90_000, versionNumber=4), None)
+    assert (
+        handler(lifecycle_event("disconnected", timestamp=T0, versionNumber=4), None)["result"] == "updated"
+    )
+    item = device.device(DEVICE)
+    assert (
+        item["presence"]["status"] == "offline"
+        and item["presence"]["reason"] == "CLIENT_INITIATED_DISCONNECT"
+    )
+    assert item["lastSeenAt"] == T0 + 90_000  # last seen never goes backwards
+
+
+def test_a_first_versioned_disconnect_over_frequent_status_messages_is_believed(device):
+    """An older agent's 30 s status messages and IoT's approximate disconnect time must not keep it online."""
+    handler(status_event(received_at=T0 + 30_000), None)
+    assert (
+        handler(lifecycle_event("disconnected", timestamp=T0, versionNumber=5), None)["result"] == "updated"
+    )
+    assert device.device(DEVICE)["presence"]["status"] == "offline"
+
+
+def test_duplicate_lifecycle_events_write_nothing(device):
+    handler(lifecycle_event("connected", versionNumber=9), None)
+    writes = count_writes(device)
+    assert handler(lifecycle_event("connected", versionNumber=9), None)["result"] == "unchanged"
+    handler(lifecycle_event("disconnected", timestamp=T0 + 5, versionNumber=9), None)
+    assert handler(lifecycle_event("disconnected", timestamp=T0 + 5, versionNumber=9), None)["result"] == (
+        "unchanged"
+    )
+    assert len(writes) == 1
+
+
+def test_a_status_message_from_before_a_disconnect_does_not_resurrect(device):
+    handler(lifecycle_event("connected", versionNumber=1), None)
+    handler(lifecycle_event("disconnected", timestamp=T0 + 60_000, versionNumber=1), None)
+    late = status_event(received_at=T0 + 60_000 + presence.LIFECYCLE_SKEW_MS)
+    assert handler(late, None)["result"] == "stale"
+    assert device.device(DEVICE)["presence"]["status"] == "offline"
+    # but one received well after it is proof of life (a lost connected event)
+    alive = status_event(received_at=T0 + 60_000 + presence.LIFECYCLE_SKEW_MS + 1)
+    assert handler(alive, None)["result"] == "updated"
+    item = device.device(DEVICE)
+    assert item["presence"]["status"] == "online" and item["presence"]["version"] == 1
+    # and the next connection's events still order after it
+    assert (
+        handler(lifecycle_event("disconnected", timestamp=T0, versionNumber=1), None)["result"] == "updated"
+    )
+    assert device.device(DEVICE)["presence"]["status"] == "offline"
+
+
+def test_a_heartbeat_of_a_connected_device_writes_nothing_new(device):
+    handler(lifecycle_event("connected", versionNumber=1), None)
+    handler(status_event(received_at=T0 + 1000), None)  # the facts, once
+    writes = count_writes(device)
+    assert handler(status_event(received_at=T0 + 2000), None)["result"] == "unchanged"
+    assert writes == []
 
 
 def test_duplicate_client_id_disconnect_is_ignored(device):

@@ -12,7 +12,13 @@ this TLS server, which does what IoT Core's connection layer does and mosquitto 
 3. an admitted CONNECT goes to mosquitto with username = the thing name (its ACL patterns use `%u`) and
    no password; then bytes are relayed both ways until either side closes;
 4. `drop(client id)` closes that client's connection: iot-data `DeleteConnection` (the moto child asks
-   over the control socket) and the eventual drop of a certificate that left ACTIVE.
+   over the control socket) and the eventual drop of a certificate that left ACTIVE;
+5. the keep-alive as IoT Core applies it (`effective_keepalive`: below 30 s counts as 30, 0 or above
+   1200 as 1200) is what mosquitto is told, and a device connection that ends without an MQTT DISCONNECT
+   (a killed agent, a dropped network, a power cut) stays open towards mosquitto, so the broker notices
+   only when the keep-alive runs out (1.5 x keep-alive) and reports MQTT_KEEP_ALIVE_TIMEOUT, as IoT Core
+   does for a device whose FIN never arrives. A local cloud that noticed sooner would test a presence
+   that AWS cannot deliver.
 
 Why not mosquitto alone (2.0): with `use_identity_as_username` it skips every authentication plugin
 ("Authentication assumed to be cleared", handle_connect.c), so nothing can pin a client id to a
@@ -39,8 +45,22 @@ from typing import Any
 LOG = logging.getLogger("latchkey.local.mqtt_front")
 
 CONNECT = 1
+DISCONNECT = 14
 MAX_CONNECT_BYTES = 256 * 1024
+MAX_PACKET_BYTES = 256 * 1024  # IoT Core refuses payloads over 128 KB (CLIENT_ERROR) anyway
 CONNECT_TIMEOUT = 10.0  # a client that does not send CONNECT in time is closed (IoT: a few seconds)
+# IoT Core's keep-alive range (https://docs.aws.amazon.com/general/latest/gr/iot-core.html, message broker
+# limits): a shorter one is treated as 30 s, 0 and longer ones as 1200 s.
+MIN_KEEPALIVE = 30
+MAX_KEEPALIVE = 1200
+KEEPALIVE_GRACE = 1.5  # no packet for 1.5 x keep-alive: disconnected (MQTT 3.1.1 section 3.1.2.10)
+
+
+def effective_keepalive(requested: int) -> int:
+    """The keep-alive IoT Core enforces for a client that asked for `requested` seconds."""
+    if requested == 0 or requested > MAX_KEEPALIVE:
+        return MAX_KEEPALIVE
+    return max(requested, MIN_KEEPALIVE)
 
 
 class MalformedPacket(ValueError):
@@ -360,11 +380,21 @@ class MqttFront:
         session = Session(connect.client_id, verdict, der or b"", peer, writer, up_writer)
         with self._lock:
             self._sessions[connect.client_id] = session  # a reconnect replaces the old one
+        keepalive = effective_keepalive(connect.keepalive)
         try:
             up_writer.write(
-                encode_connect(replace(connect, username=verdict.username.encode(), password=None))
+                encode_connect(
+                    replace(connect, username=verdict.username.encode(), password=None, keepalive=keepalive)
+                )
             )
-            await _relay(reader, writer, up_reader, up_writer)
+            if not await _relay(reader, writer, up_reader, up_writer):
+                # Gone without DISCONNECT: mosquitto times it out; this bound only guards against a stuck one.
+                deadline = keepalive * KEEPALIVE_GRACE + 5
+                try:
+                    await asyncio.wait_for(_discard(up_reader), deadline)
+                except TimeoutError:
+                    self.on_drop(connect.client_id, "MQTT_KEEP_ALIVE_TIMEOUT")
+                _abort(up_writer)
         finally:
             with self._lock:
                 if self._sessions.get(connect.client_id) is session:
@@ -401,22 +431,58 @@ async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             await dst.drain()
 
 
+async def _pump_packets(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> bool:
+    """Copy the device's packets one by one; True when the last one was DISCONNECT (a clean goodbye)."""
+    with contextlib.suppress(
+        ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError, MalformedPacket
+    ):
+        while True:
+            first = await src.readexactly(1)
+            header, length, shift = bytearray(first), 0, 0
+            for _ in range(4):
+                byte = (await src.readexactly(1))[0]
+                header.append(byte)
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+            else:
+                raise MalformedPacket("bad remaining length")
+            if length > MAX_PACKET_BYTES:
+                raise MalformedPacket(f"packet of {length} bytes")
+            dst.write(bytes(header) + await src.readexactly(length))
+            await dst.drain()
+            if first[0] >> 4 == DISCONNECT:
+                return True
+    return False
+
+
+async def _discard(src: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while await src.read(65536):
+            pass
+
+
 async def _relay(
     dev_reader: asyncio.StreamReader,
     dev_writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
-) -> None:
-    """Copy both ways; when either side closes, close the other (flushing what is left for it)."""
-    tasks = [
-        asyncio.ensure_future(_pump(dev_reader, up_writer)),
-        asyncio.ensure_future(_pump(up_reader, dev_writer)),
-    ]
+) -> bool:
+    """Copy both ways until either side closes. The device side is closed then; the upstream side too
+    unless the device left without DISCONNECT: False, for the caller to let mosquitto time it out."""
+    device = asyncio.ensure_future(_pump_packets(dev_reader, up_writer))
+    broker = asyncio.ensure_future(_pump(up_reader, dev_writer))
+    clean = True
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((device, broker), return_when=asyncio.FIRST_COMPLETED)
+        if device.done() and not broker.done():
+            clean = device.result()
     finally:
-        for task in tasks:
+        for task in (device, broker):
             task.cancel()
-        for writer in (up_writer, dev_writer):
+        writers = (up_writer, dev_writer) if clean else (dev_writer,)
+        for writer in writers:
             with contextlib.suppress(Exception):
                 writer.close()
+    return clean

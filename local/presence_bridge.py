@@ -8,8 +8,10 @@ On AWS (infrastructure/iot.py) two topic rules invoke `lambdas.handlers.presence
 
 Locally a paho client with the service certificate subscribes to the status filter and builds exactly
 the event the first rule delivers; the connects/disconnects the broker logs become the event the second
-rule delivers. Events are handed to the handler one at a time, in order, on a worker thread (never on
-paho's network thread). Shapes: docs/local.md.
+rule delivers, with IoT Core's fields (`versionNumber` grows with every connection of a client id and is
+shared by that connection's connect and disconnect; a dropped connection is reported only after the
+keep-alive timeout, `local.mqtt_front`). Events are handed to the handler one at a time, in order, on a
+worker thread (never on paho's network thread). Shapes: docs/local.md.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def status_event(topic: str, payload: bytes, received_at: int | None = None) -> 
     return {**body, "topic": topic, "receivedAt": _now_ms() if received_at is None else received_at}
 
 
-def lifecycle_event(event: ClientEvent, session_id: str) -> dict[str, Any]:
+def lifecycle_event(event: ClientEvent, session_id: str, version: int = 0) -> dict[str, Any]:
     """The event the lifecycle topic rule delivers: IoT Core's payload + topic + receivedAt."""
     topic = LIFECYCLE_TOPIC.format(event=event.event_type, client_id=event.client_id)
     body: dict[str, Any] = {
@@ -58,7 +60,7 @@ def lifecycle_event(event: ClientEvent, session_id: str) -> dict[str, Any]:
         "eventType": event.event_type,
         "sessionIdentifier": session_id,
         "principalIdentifier": event.principal or event.username,  # the certificate id, as on AWS
-        "versionNumber": 0,
+        "versionNumber": version,
     }
     if event.event_type == "connected":
         body["ipAddress"] = event.ip
@@ -76,7 +78,8 @@ class PresenceBridge:
         self.delivered = 0  # events handed to the handler
         self.failed = 0  # handler raised
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._sessions: dict[str, str] = {}
+        self._sessions: dict[str, tuple[str, int]] = {}  # client id -> (session id, versionNumber)
+        self._versions: dict[str, int] = {}  # client id -> the last versionNumber given out
         self._subscribed = threading.Event()
         self._missing_logged = False
         self._client: Any = None
@@ -142,10 +145,16 @@ class PresenceBridge:
         if not event.username or event.username == SERVICE_CN:
             return  # the embedded cloud's own clients are not devices
         if event.event_type == "connected":
-            session = self._sessions[event.client_id] = str(uuid.uuid4())
+            # Monotonic per client id across bridge restarts too (IoT's may skip values).
+            version = max(self._versions.get(event.client_id, 0) + 1, int(event.timestamp * 1000))
+            self._versions[event.client_id] = version
+            session, version = self._sessions[event.client_id] = (str(uuid.uuid4()), version)
         else:
-            session = self._sessions.pop(event.client_id, "") or str(uuid.uuid4())
-        self._queue.put(lifecycle_event(event, session))
+            session, version = self._sessions.pop(event.client_id, None) or (
+                str(uuid.uuid4()),
+                self._versions.get(event.client_id, 0),
+            )
+        self._queue.put(lifecycle_event(event, session, version))
 
     # -- output -----------------------------------------------------------------------------------
     def _work(self) -> None:

@@ -57,6 +57,9 @@ FINAL_ANSWERS = {
 CONFIRM_FIRST = {ExitCode.TOKEN_REJECTED, ExitCode.DELETED}
 # How often the agent looks at its own facts (ip, version) while online: local, free; a change is sent.
 FACTS_CHECK_INTERVAL = 60.0
+# A sensor reading is reported again when it moved by at least this much (in its unit) since the last
+# report; smaller wobbles are not a change worth a shadow update.
+SENSOR_DEADBAND = 0.5
 
 SysInfo = Callable[[], dict[str, Any]]
 
@@ -508,6 +511,8 @@ class Agent:
         try:
             # The heartbeat confirms we are online; between heartbeats only a change is sent.
             self._publish_status(only_if_changed=not heartbeat)
+            if self._reported is not None:  # once the shadow's answer told us what it holds
+                self._report_shadow()
         except TransportError as exc:
             return self._connection_lost(str(exc))
         if heartbeat:
@@ -540,9 +545,10 @@ class Agent:
         self._published = facts
 
     def _report_shadow(self) -> None:
+        """Report the device's state when it differs from what the shadow holds (as far as we know)."""
         shadow = self.credentials.topics.get("shadow") if self.credentials else None
         reported = self.device.reported()
-        if shadow and reported != self._reported:
+        if shadow and _differs(self._reported, reported):
             body = {"state": {"reported": reported}}
             self.transport.publish(shadow + "/update", json.dumps(body).encode())
             self._reported = reported
@@ -613,3 +619,28 @@ class Agent:
         # A clean DISCONNECT: IoT's lifecycle event (CLIENT_INITIATED_DISCONNECT) makes the device offline.
         self.transport.disconnect()
         log.info("stopped")
+
+
+def _differs(known: dict[str, Any] | None, reported: dict[str, Any]) -> bool:
+    """True when `reported` is a change over `known`: anything but the sensors' reading times, and a
+    sensor value only when it moved by SENSOR_DEADBAND or more."""
+    if not isinstance(known, dict):
+        return True
+    if {k: v for k, v in known.items() if k != "sensors"} != {
+        k: v for k, v in reported.items() if k != "sensors"
+    }:
+        return True
+    before = known.get("sensors") if isinstance(known.get("sensors"), dict) else {}
+    after = reported.get("sensors") or {}
+    if set(before) != set(after):
+        return True
+    for sid, reading in after.items():
+        old = before.get(sid)
+        if not isinstance(old, dict) or old.get("unit") != reading.get("unit"):
+            return True
+        value, previous = reading.get("value"), old.get("value")
+        if not isinstance(previous, int | float) or not isinstance(value, int | float):
+            return value != previous
+        if abs(value - previous) >= SENSOR_DEADBAND:
+            return True
+    return False

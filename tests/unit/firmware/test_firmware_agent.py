@@ -464,3 +464,18 @@ def test_registration_retries_the_same_key_after_a_network_error(api, make_agent
 def test_a_config_without_identity_or_token_is_refused(tmp_path, api):
     with pytest.raises(ConfigError, match="identity_file"):
         Agent(AgentConfig(api_url=api.url, state_dir=tmp_path), transport=FakeTransport())
+
+
+def test_a_sensor_wobble_is_not_a_change_a_move_or_a_relay_is():
+    from firmware.agent import SENSOR_DEADBAND, _differs
+
+    known = {"relays": {"r1": False}, "sensors": {"t": {"value": 21.0, "unit": "C", "at": 1}}}
+
+    def now(value=21.0, relay=False):
+        return {"relays": {"r1": relay}, "sensors": {"t": {"value": value, "unit": "C", "at": 999}}}
+
+    assert not _differs(known, now())  # only the reading time moved
+    assert not _differs(known, now(21.0 + SENSOR_DEADBAND / 2))
+    assert _differs(known, now(21.0 + SENSOR_DEADBAND))
+    assert _differs(known, now(relay=True))
+    assert _differs(None, now())

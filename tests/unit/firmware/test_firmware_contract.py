@@ -73,3 +73,18 @@ def test_status_messages_are_understood_by_presence_and_a_stop_sends_no_offline(
     assert seen_online is not None and seen_online.status == "online" and seen_online.thing == DEVICE_ID
     assert seen_online.agent == {k: SYSTEM_INFO[k] for k in ("version", "board", "mac", "ip")}
     assert transport.connects[0].will_topic is None and not transport.connected
+
+
+def test_the_heartbeat_and_the_keepalive_fit_the_services_presence_windows():
+    from firmware import config
+    from lambdas.domain import device
+
+    # The agent's heartbeat is the one the service's online/away windows assume, and each confirms
+    assert config.HEARTBEAT_INTERVAL == device.HEARTBEAT_SECONDS
+    assert presence.CONFIRM_INTERVAL_MS < config.HEARTBEAT_INTERVAL * 1000
+    assert device.ONLINE_SECONDS > 2 * config.HEARTBEAT_INTERVAL
+    # A dropped connection is noticed after 1.5 x keep-alive, with room left in the page's 90 s
+    assert config.MQTT_KEEPALIVE >= 30 and 1.5 * config.MQTT_KEEPALIVE <= 60
+    # The counted rates follow from the intervals
+    assert config.PRESENCE_PER_IDLE_DAY.messages == 86400 / config.HEARTBEAT_INTERVAL
+    assert config.PRESENCE_PER_IDLE_DAY.shadow_operations == 0

@@ -52,6 +52,12 @@ HANDLERS = {
     ),
     "owner API": ("lambdas.handlers.owner_api", ("boto3",)),
     "presence": ("lambdas.handlers.presence", ("boto3",)),
+    # Not a handler: what the owner API's validating Powertools resolver needs before any of our code,
+    # the floor of any owner API that routes through it (docs/performance.md).
+    "floor: Powertools+pydantic": (
+        "aws_lambda_powertools.event_handler.middlewares.openapi_validation",
+        ("boto3",),
+    ),
 }
 TARGETS = {"device API (poll)": 1.2, "owner API": 1.5}
 

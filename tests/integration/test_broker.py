@@ -315,3 +315,30 @@ def test_stop_leaves_no_process(tmp_path):
 def test_key_files_are_private(cloud):
     for path in [cloud.ca.key_file, cloud.aws_ca.key_file, cloud.broker.service.key_file]:
         assert path is not None and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_keepalive_mosquitto_enforces_is_iot_cores(cloud, events, tmp_path):
+    """The agent's transport asking for 5 s gets IoT Core's minimum of 30 s: never a faster offline."""
+    from firmware.transport import MqttSettings, PahoTransport
+
+    me = provision_thing(cloud, thing())
+    settings = MqttSettings(
+        host=cloud.mqtt_host,
+        port=cloud.mqtt_port,
+        client_id=me.thing,
+        certificate_pem=me.cert.cert_pem,
+        private_key_pem=Path(me.cert.key_file).read_bytes(),
+        ca_pem=Path(cloud.ca_file).read_text(),
+        keepalive=5,
+        key_dir=tmp_path,
+    )
+    transport = PahoTransport()
+    transport.connect(settings, lambda _t, _p: None, lambda: None)
+    try:
+        wait_until(lambda: any(e.client_id == me.thing and e.event_type == "connected" for e in events))
+        lines = [
+            line for line in cloud.broker.log_file.read_text().splitlines() if f" as {me.thing} (" in line
+        ]
+        assert lines and ", k30," in lines[-1]
+    finally:
+        transport.disconnect()

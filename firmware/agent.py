@@ -630,8 +630,9 @@ def _differs(known: dict[str, Any] | None, reported: dict[str, Any]) -> bool:
         k: v for k, v in reported.items() if k != "sensors"
     }:
         return True
-    before = known.get("sensors") if isinstance(known.get("sensors"), dict) else {}
-    after = reported.get("sensors") or {}
+    raw = known.get("sensors")
+    before: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    after: dict[str, Any] = reported.get("sensors") or {}
     if set(before) != set(after):
         return True
     for sid, reading in after.items():

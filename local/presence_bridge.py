@@ -150,10 +150,8 @@ class PresenceBridge:
             self._versions[event.client_id] = version
             session, version = self._sessions[event.client_id] = (str(uuid.uuid4()), version)
         else:
-            session, version = self._sessions.pop(event.client_id, None) or (
-                str(uuid.uuid4()),
-                self._versions.get(event.client_id, 0),
-            )
+            known = self._sessions.pop(event.client_id, None)
+            session, version = known or (str(uuid.uuid4()), self._versions.get(event.client_id, 0))
         self._queue.put(lifecycle_event(event, session, version))
 
     # -- output -----------------------------------------------------------------------------------

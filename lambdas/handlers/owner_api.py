@@ -5,8 +5,9 @@ route functions only parse, call `lambdas.logic`, and wrap the answer in a model
 turns everything into `{"error", "message"}` JSON: domain errors with their status, validation errors as
 400 `validation_error` with a sentence naming the field, anything else as a logged 500.
 
-The caller is the JWT's `sub` claim (API Gateway verified the token); the display email comes from the
-`email` claim, else `username`/`cognito:username`.
+The caller is the JWT's `sub` claim (API Gateway verified the token); the caller's email is the `email`
+claim of an ID token, else the user pool's record of the account (`lambdas.adapters.cognito.caller_email`:
+the access token the page sends has no `email`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from lambdas import definitions, http, logs
+from lambdas.adapters import cognito
 from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody, GatewayError
@@ -166,8 +168,12 @@ def _caller() -> tuple[str, str | None]:
     sub = claims_.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("Sign in to use this API.")
-    email = claims_.get("email") or claims_.get("username") or claims_.get("cognito:username")
-    return sub, str(email) if email else None
+    try:
+        email = cognito.caller_email(claims_)
+    except Exception as exc:  # the pool unreachable: the caller is still known, only the email is not
+        logs.event(log, 30, "caller_email_unavailable", error=type(exc).__name__)
+        email = None
+    return sub, email
 
 
 def _source_ip() -> str:

@@ -145,8 +145,15 @@ def _create_user_pool(idp: Any, prefix: str) -> tuple[str, str]:
                 "RequireSymbols": True,
             }
         },
-        AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        # As the stack deploys it by default (infrastructure/auth.py): self sign-up, reset by email only,
+        # optional TOTP.
+        AdminCreateUserConfig={"AllowAdminCreateUserOnly": False},
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
+        MfaConfiguration="OPTIONAL",
     )["UserPool"]["Id"]
+    idp.set_user_pool_mfa_config(
+        UserPoolId=pool_id, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="OPTIONAL"
+    )
     client_id = idp.create_user_pool_client(
         UserPoolId=pool_id,
         ClientName=f"{prefix}-web",

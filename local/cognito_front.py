@@ -218,7 +218,8 @@ class CognitoFront:
     def _check_code(self, purpose: str, sub: str | None, typed: str) -> _Code:
         """The outstanding code if `typed` is it (then it is used up); CognitoError otherwise."""
         with self._lock:
-            pending = self._codes.get((purpose, sub)) if sub else None
+            key = (purpose, sub or "")
+            pending = self._codes.get(key) if sub else None
             if pending is None:
                 raise CognitoError(
                     "CodeMismatchException", "Invalid verification code provided, please try again."
@@ -236,7 +237,7 @@ class CognitoFront:
                 raise CognitoError(
                     "CodeMismatchException", "Invalid verification code provided, please try again."
                 )
-            del self._codes[(purpose, sub)]
+            del self._codes[key]
             return pending
 
     def _remember_tokens(self, answer: Answer, refresh_token: str | None = None) -> None:

@@ -1,7 +1,7 @@
 """The owners' user pool (Cognito): whose email a caller has, and which account an email belongs to.
 
-The page sends the access token to the API (API Gateway recommends access tokens for API authorization,
-docs/security.md "Owner identity"), and a Cognito access token carries no `email` claim: its `username`
+The page sends the access token to the API (API Gateway recommends access tokens for API authorization:
+docs/web.md, "Tokens"), and a Cognito access token carries no `email` claim: its `username`
 is the account's user name, which in this email-alias pool is the `sub`. So the email is read from the
 pool (AdminGetUser) and kept per container for a short while; an ID token's `email` claim is used as is.
 

@@ -18,6 +18,12 @@ and forwards the rest unchanged:
 - **TOTP** (AssociateSoftwareToken, VerifySoftwareToken, the SOFTWARE_TOKEN_MFA challenge): a secret of
   its own per account, RFC 6238 codes (30 s steps, one step of clock skew either way), each code
   accepted once.
+- **Challenge sessions** (new password, TOTP at sign-in) end after 3 minutes, as the app client's
+  default; moto's never do.
+
+Code lifetimes: a Cognito maintainer's answer (github.com/amazon-archives/amazon-cognito-identity-js
+issue 189: "Confirmation and verification codes are valid for 24 hours. Forgot password codes are valid
+for 1 hour only."), and the quotas page https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html.
 
 Error answers have Cognito's shape: 400, `x-amzn-errortype`, `{"__type", "message"}`.
 """
@@ -42,6 +48,7 @@ TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 SIGN_UP_CODE_SECONDS = 24 * 3600
 RESET_CODE_SECONDS = 3600
 MAX_ATTEMPTS = 5  # wrong codes before a code is dead
+CHALLENGE_SECONDS = 180  # a sign-in challenge's session (the app client's default AuthSessionValidity)
 TOTP_STEP = 30
 TOTP_SKEW_STEPS = 1
 # Operations that take an access token (refused once the token is revoked).
@@ -163,6 +170,7 @@ class CognitoFront:
         self._revoked_refresh: set[str] = set()
         self._revoked_access: set[str] = set()
         self._refresh_of: dict[str, str] = {}  # access token -> the refresh token it came with
+        self._sessions: dict[str, float] = {}  # challenge session -> when it was issued
         self._lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -370,7 +378,16 @@ class CognitoFront:
                     raise CognitoError("NotAuthorizedException", "Refresh Token has been revoked")
         answer = self._forward("InitiateAuth", payload)
         self._remember_tokens(answer, refresh)
+        self._remember_session(answer)
         return answer
+
+    def _remember_session(self, answer: Answer) -> None:
+        if answer[0] == 200 and (session := json.loads(answer[2] or b"{}").get("Session")):
+            with self._lock:
+                now = self.clock()
+                for old in [k for k, at in self._sessions.items() if now - at > CHALLENGE_SECONDS]:
+                    del self._sessions[old]
+                self._sessions[session] = now
 
     def _revoke_token(self, payload: dict[str, Any]) -> Answer:
         token = str(payload.get("Token", ""))
@@ -426,6 +443,10 @@ class CognitoFront:
         return answer
 
     def _respond_to_auth_challenge(self, payload: dict[str, Any]) -> Answer:
+        with self._lock:
+            issued = self._sessions.get(str(payload.get("Session", "")))
+        if issued is None or self.clock() - issued > CHALLENGE_SECONDS:
+            raise CognitoError("NotAuthorizedException", "Invalid session for the user, session is expired.")
         if payload.get("ChallengeName") == "SOFTWARE_TOKEN_MFA":
             responses = payload.get("ChallengeResponses") or {}
             user = self._user(str(responses.get("USERNAME", "")))
@@ -437,4 +458,5 @@ class CognitoFront:
                 raise CognitoError("CodeMismatchException", "Invalid code or auth state for the user.")
         answer = self._forward("RespondToAuthChallenge", payload)
         self._remember_tokens(answer)
+        self._remember_session(answer)
         return answer

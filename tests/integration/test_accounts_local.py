@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from local.cloud import EmbeddedCloud
-from local.cognito_front import MAX_ATTEMPTS, RESET_CODE_SECONDS, SIGN_UP_CODE_SECONDS, totp
+from local.cognito_front import (
+    CHALLENGE_SECONDS,
+    MAX_ATTEMPTS,
+    RESET_CODE_SECONDS,
+    SIGN_UP_CODE_SECONDS,
+    totp,
+)
 from local.testing import HttpClient
 
 pytestmark = pytest.mark.integration
@@ -199,7 +205,9 @@ def test_revoke_token_ends_the_session(cloud: EmbeddedCloud, http: HttpClient, c
     assert error(cognito(http, "GetUser", {"AccessToken": access})) == "NotAuthorizedException"
 
 
-def test_totp_mfa_with_a_secret_of_its_own(cloud: EmbeddedCloud, http: HttpClient, client_id: str) -> None:
+def test_totp_mfa_with_a_secret_of_its_own(
+    cloud: EmbeddedCloud, http: HttpClient, client_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given two accounts that each associate an authenticator app
     secrets_seen = []
     for _ in range(2):
@@ -248,3 +256,9 @@ def test_totp_mfa_with_a_secret_of_its_own(cloud: EmbeddedCloud, http: HttpClien
     # the same code a second time is refused
     again = sign_in(http, client_id, email)[1]
     assert error(answer(code, again["Session"])) == "ExpiredCodeException"
+    # and a sign-in left waiting longer than 3 minutes must start again, whatever the code
+    stale = sign_in(http, client_id, email)[1]
+    later = time.time() + CHALLENGE_SECONDS + 1
+    monkeypatch.setattr(cloud.gateway.cognito, "clock", lambda: later)
+    status, body = answer(totp(secret, later), stale["Session"])
+    assert (status, body["__type"]) == (400, "NotAuthorizedException"), body

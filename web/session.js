@@ -31,6 +31,7 @@ function cognitoMessage(type, raw) {
     case 'NotAuthorizedException':
       if (/attempts exceeded/i.test(text)) return 'Too many failed sign-ins — wait a few minutes and try again.';
       if (/refresh token|access token/i.test(text)) return EXPIRED_MESSAGE;
+      if (/session is expired/i.test(text)) return 'The sign-in took too long — go back and sign in again.';
       return 'Incorrect email or password.';
     case 'UserNotFoundException':
       return 'Incorrect email or password.';

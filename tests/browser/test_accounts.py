@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "Browser-accounts-1!"
 NEW_PASSWORD = "Browser-accounts-2?"
+FIRST_CALL_TIMEOUT_MS = 60_000
 
 
 def mailed_code(cloud: Any, email: str, after: int = 0) -> str:
@@ -83,6 +84,8 @@ def test_sign_up_confirm_claim_and_sign_out(cloud: Any, audited_page: Any) -> No
     page.get_by_test_id("confirm-signup-submit").click()
     expect(page.get_by_test_id("devices-view")).to_be_visible()
     expect(page.get_by_test_id("user-email")).to_have_text(stored)
+    # This file runs first in a session: the owner function's first call imports it (seconds on a busy machine)
+    expect(page.get_by_test_id("devices-loading")).to_be_hidden(timeout=FIRST_CALL_TIMEOUT_MS)
 
     # When the new owner claims a device
     minted = mint_device(None, "esp32", "browser-test")

@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from lambdas import definitions, http, logs
 from lambdas.adapters import cognito
-from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
+from lambdas.errors import BadRequest, LatchkeyError, ServiceUnavailable, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody, GatewayError
 from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
@@ -162,18 +162,22 @@ def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
 # --- the caller --------------------------------------------------------------------------------------
 
 
-def _caller() -> tuple[str, str | None]:
-    """(owner id, display email) from the JWT claims the authorizer verified; 401 without them."""
+def _caller(with_email: bool = False) -> tuple[str, str | None]:
+    """(owner id, email) from the JWT claims the authorizer verified; 401 without them. The email is an
+    ID token's claim, or with `with_email` (routes that store it) the pool's record: an access token has
+    none, and reads should not wait for Cognito."""
     claims_ = app.current_event.request_context.authorizer.jwt_claim
     sub = claims_.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("Sign in to use this API.")
+    if not with_email:
+        email = claims_.get("email")
+        return sub, str(email) if email else None
     try:
-        email = cognito.caller_email(claims_)
-    except Exception as exc:  # the pool unreachable: the caller is still known, only the email is not
-        logs.event(log, 30, "caller_email_unavailable", error=type(exc).__name__)
-        email = None
-    return sub, email
+        return sub, cognito.caller_email(claims_)
+    except Exception as exc:  # the pool unreachable: storing no email would be wrong, so say so
+        logs.event(log, 40, "caller_email_unavailable", error=type(exc).__name__)
+        raise ServiceUnavailable("Your account could not be read just now - try again.") from exc
 
 
 def _source_ip() -> str:
@@ -207,7 +211,7 @@ DEVICES = ["devices"]
     responses=_responses(200, "The claimed device.", 400, 401, 404, 409, 413, 429),
 )
 def claim(body: ClaimRequest) -> Device:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     device, _ = claims.claim_device(owner_id, email, body.claimCode, body.name, _source_ip())
     return Device(**device)
 
@@ -355,7 +359,7 @@ def _registration() -> Any:
     responses=_responses(201, "The pending device, its token and device configuration.", 400, 401, 429),
 )
 def create_pending(body: PendingCreateRequest) -> dict[str, Any]:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     result: dict[str, Any] = _registration().create_pending(
         owner_id, email, body.name, body.board, _source_ip(), api_url=_public_api_url()
     )
@@ -399,7 +403,7 @@ def delete_pending(id: str) -> None:
     responses=_responses(200, "The claimed device.", 401, 404, 409),
 )
 def claim_pending(id: str) -> dict[str, Any]:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     result: dict[str, Any] = _registration().claim_pending(owner_id, email, id, _source_ip())
     return result
 

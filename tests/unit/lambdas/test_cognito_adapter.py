@@ -87,17 +87,38 @@ def test_claim_with_an_access_token_stores_the_owners_email(pool, aws):
     idp, pool_id, _ = pool
     sub = admin_user(idp, pool_id, "erin@example.com")
     aws.put_device("lk-claim0000000erin", claimCodeHash=claim_code.keyed_hash("ABCDEFGHJK", b"k" * 32))
-    event = owner_event("POST", "/v1/claims", sub, {"claimCode": "ABCDEFGHJK"})
+    # When the page claims with its access token (no `email` claim)
+    answer = handler(access_token_event("POST", "/v1/claims", sub, {"claimCode": "ABCDEFGHJK"}), None)
+    # Then the stored email is the account's, not its user name (the sub)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"])["id"] == "lk-claim0000000erin"
+    item = aws.device("lk-claim0000000erin")
+    assert item["ownerId"] == sub and item["ownerEmail"] == "erin@example.com"
+
+
+def access_token_event(method, path, sub, body=None):
+    event = owner_event(method, path, sub, body)
     event["requestContext"]["authorizer"]["jwt"]["claims"] = {
         "sub": sub,
         "username": sub,
         "token_use": "access",
         "client_id": "web",
     }
-    # When
-    answer = handler(event, None)
-    # Then the stored email is the account's, not its user name (the sub)
+    return event
+
+
+def test_reads_do_not_wait_for_the_pool_and_a_claim_without_it_stores_nothing(pool, aws, monkeypatch):
+    # Given the user pool unreachable
+    def unreachable(user_id):
+        raise ConnectionError("cognito-idp unreachable")
+
+    monkeypatch.setattr(cognito, "email_of", unreachable)
+    aws.put_device("lk-claim0000000fred", claimCodeHash=claim_code.keyed_hash("ABCDEFGHJK", b"k" * 32))
+    # When / Then: listing devices needs no email
+    answer = handler(access_token_event("GET", "/v1/devices", "sub-fred"), None)
     assert answer["statusCode"] == 200, answer["body"]
-    assert json.loads(answer["body"])["id"] == "lk-claim0000000erin"
-    item = aws.device("lk-claim0000000erin")
-    assert item["ownerId"] == sub and item["ownerEmail"] == "erin@example.com"
+    # a claim, which stores the email, says the service is unavailable and claims nothing
+    answer = handler(access_token_event("POST", "/v1/claims", "sub-fred", {"claimCode": "ABCDEFGHJK"}), None)
+    assert answer["statusCode"] == 503, answer["body"]
+    assert json.loads(answer["body"])["error"] == "service_unavailable"
+    assert "ownerId" not in aws.device("lk-claim0000000fred")

@@ -26,7 +26,19 @@ from lambdas import definitions, http, logs
 from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody, GatewayError
-from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
+from lambdas.models.owner import (
+    ClaimRequest,
+    Device,
+    DeviceList,
+    EventList,
+    RenameRequest,
+    Share,
+    ShareList,
+    ShareRequest,
+    Transfer,
+    TransferList,
+    TransferRequest,
+)
 from lambdas.models.pending import PendingCreateRequest
 from lambdas.models.state import StatePatch
 
@@ -148,6 +160,7 @@ def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
     text = {
         400: "Invalid request (`validation_error`, `invalid_code`, `bad_request`).",
         401: "Missing or invalid token.",
+        403: "Your role on this shared device does not allow this (only the owner may).",
         404: "Not found (also: another account's device).",
         409: "Conflict.",
         413: "Request body larger than 16 KB.",
@@ -326,6 +339,126 @@ def device_state(id: str) -> dict[str, Any]:
 def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
     owner_id, _ = _caller()
     return owner.change_state(owner_id, id, body.model_dump(exclude_none=True), _source_ip())
+
+
+# --- sharing and transfer (lambdas.logic.sharing, lambdas.logic.transfer) ----------------------------
+
+SHARING = ["sharing and transfer"]
+
+
+def _sharing() -> Any:
+    from lambdas.logic import sharing  # deferred: only these routes need it
+
+    return sharing
+
+
+def _transfer() -> Any:
+    from lambdas.logic import transfer
+
+    return transfer
+
+
+@route(
+    "GET",
+    "/v1/devices/<id>/shares",
+    summary="Who a device is shared with (owner only)",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(200, "The device's members.", 401, 403, 404),
+)
+def list_shares(id: str) -> ShareList:
+    caller, _ = _caller()
+    return ShareList.model_validate({"shares": _sharing().list_shares(caller, id)})
+
+
+@route(
+    "POST",
+    "/v1/devices/<id>/shares",
+    summary="Share a device with another account, or change a member's role (owner only)",
+    description="`viewer` sees status and sensors; `operator` also switches relays and changes settings. "
+    "Sharing with a member again sets their role. 404 also when no account has this email.",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=201,
+    responses=_responses(201, "The share.", 400, 401, 403, 404, 409, 429),
+)
+def add_share(id: str, body: ShareRequest) -> Share:
+    caller, _ = _caller()
+    return Share(**_sharing().add_share(caller, id, body.email, body.role, _source_ip()))
+
+
+@route(
+    "DELETE",
+    "/v1/devices/<id>/shares/<userId>",
+    summary="Remove a member (owner), or leave a shared device (the member)",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Removed.", 401, 403, 404),
+)
+def remove_share(id: str, userId: str) -> None:
+    caller, _ = _caller()
+    _sharing().remove_share(caller, id, userId, _source_ip())
+
+
+@route(
+    "POST",
+    "/v1/devices/<id>/transfer",
+    summary="Offer a device to another account (owner only); the offer expires in 7 days",
+    description="Accepting it makes the recipient the owner: new certificate, no shares, name and relay "
+    "settings reset, none of the previous owner's history. One pending offer per device.",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=201,
+    responses=_responses(201, "The offer.", 400, 401, 403, 404, 409, 429),
+)
+def offer_transfer(id: str, body: TransferRequest) -> Transfer:
+    caller, email = _caller()
+    return Transfer(**_transfer().offer(caller, email, id, body.email, _source_ip()))
+
+
+@route(
+    "GET",
+    "/v1/transfers",
+    summary="Transfer offers to you and offers you made that are still pending",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(200, "The offers.", 401),
+)
+def list_transfers() -> TransferList:
+    caller, _ = _caller()
+    return TransferList.model_validate({"transfers": _transfer().list_transfers(caller)})
+
+
+@route(
+    "POST",
+    "/v1/transfers/<id>/accept",
+    summary="Accept a transfer offer: the device becomes yours",
+    description="The device's old certificate is revoked; it provisions again on its next poll.",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(
+        200, "The device, now yours (state `claimed` until it provisions).", 401, 403, 404, 409
+    ),
+)
+def accept_transfer(id: str) -> Device:
+    caller, email = _caller()
+    device = _transfer().accept(caller, email, id, _source_ip())
+    return Device(**{**device.owner_view(), "role": "owner"})
+
+
+@route(
+    "DELETE",
+    "/v1/transfers/<id>",
+    summary="Decline a transfer offer (recipient) or cancel it (sender)",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Declined or cancelled.", 401, 404, 409),
+)
+def decline_transfer(id: str) -> None:
+    caller, _ = _caller()
+    _transfer().decline(caller, id, _source_ip())
 
 
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------

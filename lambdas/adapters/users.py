@@ -38,3 +38,22 @@ def user_id_by_email(email: str) -> str | None:
             attributes = {a["Name"]: a["Value"] for a in user.get("Attributes", [])}
             return str(attributes.get("sub") or user["Username"])
     return None
+
+
+def email_of(user_id: str) -> str | None:
+    """The account's email from the user pool (not from a token's claims, which may lack it); None if
+    the account is gone."""
+    from lambdas.aws_clients import client
+
+    pool = os.environ.get(c.ENV_USER_POOL_ID)
+    if not pool or any(ch in user_id for ch in _UNSAFE):
+        return None
+    users: list[dict[str, Any]] = (
+        client("cognito-idp")
+        .list_users(UserPoolId=pool, Filter=f'sub = "{user_id}"', Limit=1)
+        .get("Users", [])
+    )
+    for user in users:
+        attributes = {a["Name"]: a["Value"] for a in user.get("Attributes", [])}
+        return attributes.get("email")
+    return None

@@ -109,7 +109,7 @@ def offer(
         "userId": recipient,
         "email": email,
         "senderId": owner_id,
-        "senderEmail": owner_email,
+        "senderEmail": users.email_of(owner_id) or owner_email,
         "deviceName": device.name,
         "ownership": device.ownership,
         "status": "pending",
@@ -266,7 +266,7 @@ def accept(
                 source_ip=source_ip,
                 changes={
                     "owner_id": user_id,
-                    "owner_email": user_email,
+                    "owner_email": offer_.get("email") or user_email,  # the address the sender typed
                     "ownership": new,
                     "name": default_name(device_id),
                     "claimed_at": times.iso(now),

@@ -36,7 +36,9 @@ def test_share_as_viewer_then_operator_then_remove(
     assert owner.request("POST", "/v1/claims", {"claimCode": minted.display_code, "name": "Porch"})[0] == 200
     sign_in(page, cloud.gateway_url, owner.email, owner.password)
     card = page.get_by_test_id("device-card").filter(has_text="Porch")
-    expect(card.get_by_test_id("device-presence")).to_have_attribute("data-presence", "online", timeout=ONLINE_TIMEOUT_MS)
+    expect(card.get_by_test_id("device-presence")).to_have_attribute(
+        "data-presence", "online", timeout=ONLINE_TIMEOUT_MS
+    )
 
     # When: the owner shares it with the member as a viewer, from the Share dialog
     card.get_by_test_id("device-open").click()
@@ -63,7 +65,14 @@ def test_share_as_viewer_then_operator_then_remove(
     expect(shared.get_by_test_id("relay-toggle")).to_have_count(0)
     shared.get_by_test_id("device-open").click()
     expect(member_page.get_by_test_id("details-role-note")).to_contain_text("a viewer")
-    for action in ("rename-button", "revoke-button", "release-button", "delete-button", "share-button", "transfer-button"):
+    for action in (
+        "rename-button",
+        "revoke-button",
+        "release-button",
+        "delete-button",
+        "share-button",
+        "transfer-button",
+    ):
         expect(member_page.get_by_test_id(action)).to_be_hidden()
     expect(member_page.get_by_test_id("events-section")).to_be_hidden()
     expect(member_page.get_by_test_id("controls-section")).to_be_hidden()
@@ -93,6 +102,7 @@ def test_share_as_viewer_then_operator_then_remove(
     # Then: the device leaves the member's list
     expect(member_page.get_by_test_id("device-card")).to_have_count(0, timeout=15_000)
     expect(member_page.get_by_test_id("devices-empty")).to_be_visible()
-    actions = [e["action"] for e in owner.request("GET", f"/v1/devices/{minted.device_id}/events")[1]["events"]]
+    actions = [
+        e["action"] for e in owner.request("GET", f"/v1/devices/{minted.device_id}/events")[1]["events"]
+    ]
     assert actions[:3] == ["share.removed", "share.changed", "share.added"]
-

@@ -60,7 +60,9 @@ def test_another_owner_gets_404_everywhere_and_changes_nothing(aws, victim):
         status, answer = call(owner_event(method, path.format(id=DEVICE, userId="owner-2"), "owner-2", body))
         assert status == 404, (method, path)
         # exactly what a device that does not exist answers: no existence oracle
-        assert (status, answer) == call(owner_event(method, path.format(id=MISSING, userId="owner-2"), "owner-2", body))
+        assert (status, answer) == call(
+            owner_event(method, path.format(id=MISSING, userId="owner-2"), "owner-2", body)
+        )
     assert aws.device(DEVICE) == before
     assert cert_status(aws, cert["certificateId"]) == "ACTIVE" and thing_exists(aws, DEVICE)
     assert aws.audit_actions(DEVICE) == ["device.claimed"]

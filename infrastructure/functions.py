@@ -80,6 +80,8 @@ ISSUE_ACTION = {"aws": "iot:CreateCertificateFromCsr", "own-ca": "iot:RegisterCe
 ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
+# Sharing and transfer name the other account by email: cognito-idp:ListUsers on the stack's user pool.
+LOOKS_UP_ACCOUNTS = ("OwnerApi",)
 READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
 # The audit trail is append-only for the functions: they write and read events, never change or delete
 # one (expiry is DynamoDB's TTL). Operators' tools (`latchkey doctor`) use their own credentials.
@@ -291,6 +293,15 @@ class Functions(Construct):
                 # originVerify and the own CA are in the secret before the first request.
                 function.node.add_dependency(self.setup)
             self._grant_iot(role, spec.logical_id, settings, iot_names)
+            if spec.logical_id in LOOKS_UP_ACCOUNTS:
+                pool_arn = Stack.of(self).format_arn(
+                    service="cognito-idp", resource="userpool", resource_name=user_pool_id
+                )
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        sid="FindAccounts", actions=["cognito-idp:ListUsers"], resources=[pool_arn]
+                    )
+                )
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",
@@ -442,7 +453,8 @@ class Functions(Construct):
             role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="DeviceShadow",
-                    actions=["iot:GetThingShadow", "iot:UpdateThingShadow"],
+                    # Delete: a transfer starts the new owner without the old shadow (lambdas/logic/transfer.py).
+                    actions=["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
                     resources=[things],
                 )
             )

@@ -258,6 +258,21 @@ def accept(
                 )
             ),
         ]
+        if current.certificate_id:
+            revoked = {"certificateId": current.certificate_id, "reason": "transfer"}
+            also.append(
+                audit.put_request(
+                    audit.event_item(
+                        device_id,
+                        "certificate.revoked",
+                        user_id,
+                        source_ip,
+                        revoked,
+                        ownership=old_ownership,
+                        at=now + 2e-6,  # after transfer.accepted, before the new ownership's events
+                    )
+                )
+            )
         try:
             after = devices.transition(
                 current,

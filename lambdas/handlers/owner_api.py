@@ -251,7 +251,7 @@ def get_device(id: str) -> Device:
     summary="Rename a device",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The renamed device.", 400, 401, 404),
+    responses=_responses(200, "The renamed device.", 400, 401, 403, 404),
 )
 def rename_device(id: str, body: RenameRequest) -> Device:
     owner_id, _ = _caller()
@@ -266,7 +266,7 @@ def rename_device(id: str, body: RenameRequest) -> Device:
     tags=DEVICES,
     security=SECURITY,
     status_code=204,
-    responses=_responses(204, "Deleted.", 401, 404),
+    responses=_responses(204, "Deleted.", 401, 403, 404),
 )
 def delete_device(id: str) -> None:
     owner_id, _ = _caller()
@@ -280,7 +280,7 @@ def delete_device(id: str) -> None:
     description="Disconnects the device; its polls get 403 until it is released or deleted.",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The revoked device.", 401, 404),
+    responses=_responses(200, "The revoked device.", 401, 403, 404),
 )
 def revoke_device(id: str) -> Device:
     owner_id, _ = _caller()
@@ -295,7 +295,7 @@ def revoke_device(id: str) -> Device:
     "to `unclaimed`, so it can be claimed again with its label.",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The device, now unclaimed.", 401, 404),
+    responses=_responses(200, "The device, now unclaimed.", 401, 403, 404),
 )
 def release_device(id: str) -> Device:
     owner_id, _ = _caller()
@@ -308,7 +308,7 @@ def release_device(id: str) -> Device:
     summary="A device's audit trail, newest first",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The audit trail.", 401, 404),
+    responses=_responses(200, "The audit trail.", 401, 403, 404),
 )
 def device_events(id: str) -> EventList:
     owner_id, _ = _caller()
@@ -334,7 +334,7 @@ def device_state(id: str) -> dict[str, Any]:
     summary="Switch relays, rename them, set their logic or a sensor's calibration offset",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The device's shadow state after the change.", 400, 401, 404, 409),
+    responses=_responses(200, "The device's shadow state after the change.", 400, 401, 403, 404, 409),
 )
 def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
     owner_id, _ = _caller()

@@ -359,6 +359,18 @@ def test_owner_api_may_disconnect_only_device_clients(synth: Synth) -> None:
     assert "iot:DeleteConnection" not in device_api
 
 
+def test_only_the_owner_api_may_look_accounts_up_and_only_in_its_pool(synth: Synth) -> None:
+    (statement,) = [
+        s for s in _role_statements(synth, "OwnerApi") if "cognito-idp:ListUsers" in _as_list(s["Action"])
+    ]
+    assert _as_list(statement["Action"]) == ["cognito-idp:ListUsers"]
+    resource = _render(statement["Resource"])
+    assert resource.startswith("arn:<AWS::Partition>:cognito-idp:<AWS::Region>:<AWS::AccountId>:userpool/<")
+    assert "*" not in resource
+    for other in ("DeviceApi", "Presence"):
+        assert "cognito-idp" not in json.dumps(_role_statements(synth, other))
+
+
 def test_arns_follow_the_partition(synth: Synth) -> None:
     """aws-cn and aws-us-gov deployments: no ARN in the template names the aws partition literally."""
     assert '"arn:aws:' not in json.dumps(synth.template["Resources"])

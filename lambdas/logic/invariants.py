@@ -289,14 +289,14 @@ def check(snapshot: Inventory | None = None) -> list[Problem]:
 
     _check_pending(inv, by_id, report)
     for grant in inv.grants:
-        device = by_id.get(str(grant.get(c.GRANT_PK)))
-        ownership = (device or {}).get("ownership")
-        if device is None or device.get("state") not in NEEDS_OWNER or grant.get("ownership") != ownership:
+        granted = by_id.get(str(grant.get(c.GRANT_PK)))
+        ownership = (granted or {}).get("ownership")
+        if granted is None or granted.get("state") not in NEEDS_OWNER or grant.get("ownership") != ownership:
             report(
                 "grant-stale",
                 f"{grant.get(c.GRANT_PK)}/{grant.get(c.GRANT_SK)}",
                 f"is a {grant.get('kind')} of ownership {grant.get('ownership')}, but the device "
-                + ("is gone" if device is None else f"is {device.get('state')} in ownership {ownership}"),
+                + ("is gone" if granted is None else f"is {granted.get('state')} in ownership {ownership}"),
             )
     for event in inv.malformed_events:
         report("audit-malformed", _event_name(event), f"lacks one of {', '.join(AUDIT_FIELDS)}")

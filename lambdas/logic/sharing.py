@@ -148,7 +148,7 @@ def add_share(
         "createdAt": (existing or {}).get("createdAt") or times.iso(now),
     }
     action = "share.changed" if existing else "share.added"
-    detail = {"userId": member, "email": email, "role": role}
+    detail: dict[str, Any] = {"userId": member, "email": email, "role": role}
     if existing:
         detail["previousRole"] = existing.get("role")
     event = audit.event_item(

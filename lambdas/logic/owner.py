@@ -9,7 +9,6 @@ cannot be overwritten.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from lambdas.dal import audit, devices
@@ -19,9 +18,8 @@ from lambdas.domain.device import Device, State
 from lambdas.domain.lifecycle import TransitionRefused
 from lambdas.errors import Conflict, NotFound
 from lambdas.logic import revocation
-
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-NOT_FOUND_MESSAGE = "There is no device with this id in your account."
+from lambdas.logic.sharing import DEVICE_ID as _DEVICE_ID
+from lambdas.logic.sharing import NOT_FOUND_MESSAGE
 
 
 # --- reads -------------------------------------------------------------------------------------------

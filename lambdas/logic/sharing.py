@@ -19,8 +19,11 @@ from lambdas.domain import times
 from lambdas.domain.device import LIVE_STATES, OWNED_STATES, Device
 from lambdas.errors import BadRequest, Conflict, Forbidden, NotFound
 from lambdas.logic import ratelimit
-from lambdas.logic.owner import _DEVICE_ID, NOT_FOUND_MESSAGE
 
+# The one answer for a device the caller may not see, whether it exists or not (no existence oracle);
+# logic/owner.py answers with it too.
+NOT_FOUND_MESSAGE = "There is no device with this id in your account."
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 Role = Literal["owner", "operator", "viewer"]
 ROLES: tuple[str, ...] = ("viewer", "operator")  # the roles a share can give
 RANK = {"viewer": 1, "operator": 2, "owner": 3}
@@ -48,7 +51,7 @@ def access(user_id: str, device_id: str, need: Role = "viewer") -> tuple[Device,
     """(device, the caller's role) if the caller's role is at least `need`.
 
     NotFound for non-members exactly as for a missing device; Forbidden for a member below `need`."""
-    if not _DEVICE_ID.match(device_id or ""):
+    if not DEVICE_ID.match(device_id or ""):
         raise NotFound(NOT_FOUND_MESSAGE)
     device = devices.get(device_id, consistent=True)
     if device is None or device.state not in LIVE_STATES:
@@ -67,7 +70,7 @@ def access(user_id: str, device_id: str, need: Role = "viewer") -> tuple[Device,
 def refuse_member(user_id: str, device_id: str) -> None:
     """Raise Forbidden if the caller is a current member (they know the device exists); else return, and
     the caller answers its 404."""
-    if not _DEVICE_ID.match(device_id or "") or not _USER_ID.match(user_id or ""):
+    if not DEVICE_ID.match(device_id or "") or not _USER_ID.match(user_id or ""):
         return
     device = devices.get(device_id, consistent=True)
     if device is not None and is_current(grants.get_share(device_id, user_id), device):

@@ -125,14 +125,14 @@ def test_a_non_member_gets_exactly_what_a_missing_device_answers(aws, household)
 
 
 def test_an_operator_switches_relays(aws, household):
-    from lambdas.adapters import mqtt
+    from lambdas.adapters import iot
 
     owner, sam = household["owner"], household["sam"]
     reported = {
         "capabilities": {"relays": {"r1": {"name": "Lamp", "logic": "positive"}}},
         "relays": {"r1": False},
     }
-    mqtt.iot_data_client().update_thing_shadow(
+    iot.iot_data_client().update_thing_shadow(
         thingName=DEVICE, payload=json.dumps({"state": {"reported": reported}}).encode()
     )
     share(owner, "sam@example.com", "operator")

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lambdas.adapters import mqtt, shadow
+from lambdas.adapters import iot, mqtt, shadow
 from lambdas.dal import audit, devices, grants
 from lambdas.domain import times
 from lambdas.errors import NotFound
@@ -66,7 +66,7 @@ def sale(aws, accounts: Accounts, signed_event, device_key, monkeypatch):  # noq
         "capabilities": {"relays": {"r1": {"name": "Door", "logic": "positive"}}},
         "relays": {"r1": False},
     }
-    mqtt.iot_data_client().update_thing_shadow(
+    iot.iot_data_client().update_thing_shadow(
         thingName=DEVICE, payload=json.dumps({"state": {"reported": reported}}).encode()
     )
     olivia = people["olivia"]

@@ -21,7 +21,6 @@ from lambdas.logic import revocation
 from lambdas.logic.sharing import DEVICE_ID as _DEVICE_ID
 from lambdas.logic.sharing import NOT_FOUND_MESSAGE
 
-
 # --- reads -------------------------------------------------------------------------------------------
 
 

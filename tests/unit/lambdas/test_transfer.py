@@ -12,10 +12,10 @@ import pytest
 from lambdas.adapters import iot, mqtt, shadow
 from lambdas.dal import audit, devices, grants
 from lambdas.domain import times
-from lambdas.errors import NotFound
+from lambdas.errors import LatchkeyError, NotFound
 from lambdas.handlers import device_api
 from lambdas.handlers.owner_api import handler
-from lambdas.logic import invariants, transfer
+from lambdas.logic import invariants, owner, transfer
 from tests.unit.lambdas.conftest import make_csr, owner_event
 from tests.unit.lambdas.test_sharing import Accounts, accounts  # noqa: F401 - the fixture
 
@@ -213,12 +213,19 @@ def test_an_offer_expires_after_seven_days_although_the_item_stays(aws, sale):
 
 
 def _race(*actions):
+    """Run the actions at once, each in its own thread, through the logic (the resolver of the owner API
+    is a per-container singleton, as Lambda runs one request per container at a time); each result is
+    (HTTP status, value)."""
     barrier = threading.Barrier(len(actions))
     results: list = [None] * len(actions)
 
     def run(i, fn):
         barrier.wait()
-        results[i] = fn()
+        try:
+            value = fn()
+            results[i] = (200 if value is not None else 204, value)
+        except LatchkeyError as error:
+            results[i] = (error.status, error.body())
 
     threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(actions)]
     for t in threads:
@@ -243,21 +250,25 @@ def _consistent(aws, sale):
     return "olivia"
 
 
+def _accept(sale, transfer_id):
+    return lambda: transfer.accept(sale["eve"], "eve@example.com", transfer_id, "198.51.100.20")
+
+
 @pytest.mark.parametrize("rival", ["revoke", "release", "delete"])
 def test_accept_racing_the_owner(aws, sale, rival):
     _, made = offer(sale)
     olivia = sale["olivia"]
     owner_action = {
-        "revoke": lambda: call(owner_event("POST", f"/v1/devices/{DEVICE}/revoke", olivia)),
-        "release": lambda: call(owner_event("POST", f"/v1/devices/{DEVICE}/release", olivia)),
-        "delete": lambda: call(owner_event("DELETE", f"/v1/devices/{DEVICE}", olivia)),
+        "revoke": lambda: owner.revoke(olivia, DEVICE, None),
+        "release": lambda: owner.release(olivia, DEVICE, None),
+        "delete": lambda: owner.delete(olivia, DEVICE, None),
     }[rival]
-    accepted, owners = _race(lambda: accept(sale, made["id"]), owner_action)
+    accepted, owners = _race(_accept(sale, made["id"]), owner_action)
     winner = _consistent(aws, sale)
     if winner == "eve":
         assert accepted[0] == 200 and owners[0] == 404  # the owner's action came too late
     else:
-        assert accepted[0] in (404, 409) and owners[0] in (200, 204)
+        assert accepted[0] in (404, 409) and owners[0] in (200, 204), (accepted, owners)
         stored = devices.get(DEVICE, consistent=True)
         expected = {"revoke": "revoked", "release": "unclaimed", "delete": None}[rival]
         assert (stored.state if stored else None) == expected
@@ -273,20 +284,22 @@ def listed_status(aws, certificate_id):
 
 def test_two_accepts_make_one_transfer(aws, sale):
     _, made = offer(sale)
-    first, second = _race(lambda: accept(sale, made["id"]), lambda: accept(sale, made["id"]))
-    assert first[0] == second[0] == 200 and first[1]["id"] == second[1]["id"] == DEVICE
+    first, second = _race(_accept(sale, made["id"]), _accept(sale, made["id"]))
+    assert first[0] == second[0] == 200
+    assert first[1].device_id == second[1].device_id == DEVICE
+    assert first[1].ownership == second[1].ownership
     assert _consistent(aws, sale) == "eve"
     assert aws.audit_actions(DEVICE).count("device.transferred") == 1
 
 
 def test_accept_racing_a_cancel_has_one_outcome(aws, sale):
     _, made = offer(sale)
-    cancel = lambda: call(owner_event("DELETE", f"/v1/transfers/{made['id']}", sale["olivia"]))  # noqa: E731
-    accepted, cancelled = _race(lambda: accept(sale, made["id"]), cancel)
+    cancel = lambda: transfer.decline(sale["olivia"], made["id"])  # noqa: E731
+    accepted, cancelled = _race(_accept(sale, made["id"]), cancel)
     winner = _consistent(aws, sale)
     if winner == "eve":
-        assert accepted[0] == 200 and cancelled[0] in (404, 409)
+        assert accepted[0] == 200 and cancelled[0] in (404, 409), (accepted, cancelled)
     else:
-        assert cancelled[0] == 204 and accepted[0] == 404
+        assert (cancelled[0], accepted[0]) == (204, 404), (cancelled, accepted)
         stored = devices.get(DEVICE, consistent=True)
         assert stored.state == "active" and listed_status(aws, sale["certificateId"]) == "ACTIVE"

@@ -237,7 +237,7 @@ def accept(
         current = devices.get(device_id, consistent=True)
         if current is not None and current.owner_id == user_id and current.ownership != offer_["ownership"]:
             return current  # a concurrent accept won
-        if not _live(offer_, current, now + 0):  # revoked, released or deleted meanwhile: the offer ends
+        if not _live(offer_, current, now):  # revoked, released or deleted meanwhile: the offer ends
             _end_offer(device_id, transfer_id)
             raise Conflict("The device changed hands or was revoked before the transfer completed.")
         assert current is not None

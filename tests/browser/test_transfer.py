@@ -103,8 +103,10 @@ def test_offer_decline_offer_accept(
     expect(page.get_by_test_id("device-card")).to_have_count(0)
     assert seller.request("GET", f"/v1/devices/{minted.device_id}")[0] == 404
     mine.get_by_test_id("device-open").click()
-    rows = buyer_page.get_by_test_id("event-row")
-    expect(rows.last).to_have_attribute("data-action", "device.transferred")
+    row = 'tr[data-testid="event-row"][data-action="{}"]'.format
+    expect(buyer_page.locator(row("device.transferred"))).to_have_count(1)
+    expect(buyer_page.locator(row("transfer.offered"))).to_have_count(0)
+    expect(buyer_page.locator(row("share.added"))).to_have_count(0)
     actions = [
         e["action"] for e in buyer.request("GET", f"/v1/devices/{minted.device_id}/events")[1]["events"]
     ]

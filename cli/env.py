@@ -33,6 +33,7 @@ STACK_OUTPUTS: dict[str, str] = {
     "PendingTableName": c.ENV_PENDING_TABLE,
     "AuditEventsTableName": c.ENV_AUDIT_TABLE,
     "RateLimitsTableName": c.ENV_RATE_LIMITS_TABLE,
+    "GrantsTableName": c.ENV_GRANTS_TABLE,
     "SecretsArn": c.ENV_SECRETS_ARN,
     "UserPoolId": c.ENV_USER_POOL_ID,
     "UserPoolClientId": c.ENV_USER_POOL_CLIENT_ID,

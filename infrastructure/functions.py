@@ -456,7 +456,8 @@ class Functions(Construct):
             role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="DeviceShadow",
-                    actions=["iot:GetThingShadow", "iot:UpdateThingShadow"],
+                    # Delete: a transfer starts the new owner without the old shadow (lambdas/logic/transfer.py).
+                    actions=["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
                     resources=[things],
                 )
             )

@@ -30,5 +30,9 @@ def rate_limits_table() -> str:
     return table_name(c.ENV_RATE_LIMITS_TABLE)
 
 
+def grants_table() -> str:
+    return table_name(c.ENV_GRANTS_TABLE)
+
+
 def cert_mode() -> str:
     return os.environ.get(c.ENV_CERT_MODE, "aws")

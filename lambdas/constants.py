@@ -8,6 +8,7 @@ ENV_DEVICES_TABLE = "LATCHKEY_DEVICES_TABLE"
 ENV_PENDING_TABLE = "LATCHKEY_PENDING_TABLE"
 ENV_AUDIT_TABLE = "LATCHKEY_AUDIT_TABLE"
 ENV_RATE_LIMITS_TABLE = "LATCHKEY_RATE_LIMITS_TABLE"
+ENV_GRANTS_TABLE = "LATCHKEY_GRANTS_TABLE"  # shares and transfer offers
 ENV_SECRETS_ARN = "LATCHKEY_SECRETS_ARN"  # JSON secret: claim-code HMAC key, optional own-CA key pair
 ENV_CERT_MODE = "LATCHKEY_CERT_MODE"  # "aws" (CreateCertificateFromCsr) or "own-ca"
 ENV_IOT_POLICY_NAME = "LATCHKEY_IOT_POLICY_NAME"
@@ -36,6 +37,12 @@ PENDING_TOKEN_KEY = "tokenHash"
 AUDIT_PK = "deviceId"
 AUDIT_SK = "eventKey"  # "<iso timestamp>#<random>" so events sort by time
 RATE_LIMIT_PK = "limitKey"
+GRANT_PK = "deviceId"
+GRANT_SK = "grantKey"  # "share#<user id>" or "transfer"
+GRANT_USER_INDEX = "byUser"
+GRANT_USER_KEY = "userId"  # the member, or the recipient of an offer
+GRANT_SENDER_INDEX = "bySender"
+GRANT_SENDER_KEY = "senderId"  # the owner who made an offer
 TTL_ATTRIBUTE = "expiresAt"
 
 # Device states (design.md "Device states").

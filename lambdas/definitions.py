@@ -65,6 +65,16 @@ TABLES: tuple[Table, ...] = (
         env_var=c.ENV_RATE_LIMITS_TABLE,
         partition_key=c.RATE_LIMIT_PK,
     ),
+    Table(
+        logical_id="Grants",
+        env_var=c.ENV_GRANTS_TABLE,
+        partition_key=c.GRANT_PK,
+        sort_key=c.GRANT_SK,
+        indexes=(
+            Index(c.GRANT_USER_INDEX, c.GRANT_USER_KEY, c.GRANT_PK),
+            Index(c.GRANT_SENDER_INDEX, c.GRANT_SENDER_KEY, c.GRANT_PK),
+        ),
+    ),
 )
 
 
@@ -90,7 +100,7 @@ FUNCTIONS: tuple[Function, ...] = (
         logical_id="OwnerApi",
         handler="lambdas.handlers.owner_api.handler",
         memory_mb=512,
-        tables=("Devices", "Pending", "AuditEvents", "RateLimits"),
+        tables=("Devices", "Pending", "AuditEvents", "RateLimits", "Grants"),
         description="Owner API behind the Cognito JWT authorizer, and the OpenAPI document",
     ),
     Function(
@@ -142,6 +152,13 @@ ROUTES: tuple[Route, ...] = (
     _owner("DELETE", "/v1/pending/{id}"),
     _owner("POST", "/v1/pending/{id}/claim"),
     _owner("POST", "/v1/pending/{id}/token"),
+    _owner("GET", "/v1/devices/{id}/shares"),
+    _owner("POST", "/v1/devices/{id}/shares"),
+    _owner("DELETE", "/v1/devices/{id}/shares/{userId}"),
+    _owner("POST", "/v1/devices/{id}/transfer"),
+    _owner("GET", "/v1/transfers"),
+    _owner("POST", "/v1/transfers/{id}/accept"),
+    _owner("DELETE", "/v1/transfers/{id}"),
 )
 
 # API Gateway stage throttling for the open device routes (per second, burst).

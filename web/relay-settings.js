@@ -145,8 +145,8 @@ document.addEventListener('latchkey:details-rendered', async (event) => {
   const { device } = event.detail;
   const section = $('controls-section');
   const body = $('controls-body');
-  if (!isLive(device)) {
-    section.hidden = true;
+  if (!isLive(device) || device.role === 'viewer') {
+    section.hidden = true; // settings are the owner's and operators' (viewers get 403)
     return;
   }
   try {

@@ -89,7 +89,9 @@ function updateSensor(span, reading) {
 
 function render(card, id, shadow) {
   const box = controlsOf(card);
-  reconcile(box.querySelector('.controls-relays'), relaysOf(shadow), {
+  // A viewer of a shared device sees its sensors but gets no relay toggles (the API would answer 403).
+  const relays = card.dataset.role === 'viewer' ? [] : relaysOf(shadow);
+  reconcile(box.querySelector('.controls-relays'), relays, {
     key: (r) => r.rid,
     create: createRelay(card, id),
     update: updateRelay,

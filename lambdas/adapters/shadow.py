@@ -43,3 +43,15 @@ def update_desired(thing: str, desired: dict[str, Any]) -> dict[str, Any]:
         raise
     document: dict[str, Any] = json.loads(answer["payload"].read())
     return document
+
+
+def delete(thing: str) -> None:
+    """Remove the thing's shadow (a transfer starts the new owner with none); absent is fine."""
+    try:
+        _client().delete_thing_shadow(thingName=thing)
+    except Exception as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return
+        if _code(exc) in SHADOW_ERRORS:
+            raise ServiceUnavailable("The device shadow is unavailable. Please retry.") from exc
+        raise

@@ -18,6 +18,7 @@ from lambdas.domain.device import ATTRIBUTES, Device, State
 
 __all__ = [
     "ConditionFailed",
+    "condition_check",
     "find_by_claim_code",
     "get",
     "list_all",
@@ -74,6 +75,8 @@ def transition(
         )
         events.append(audit.put_request(event))
     writes = [*events, *(also or [])]
+    if row.ends_access:
+        writes += _end_grants(device.device_id, writes)
     table = config.devices_table()
     if row.creates:
         ddb.put_new(table, c.DEVICE_PK, after.to_item(), also=writes)
@@ -85,6 +88,7 @@ def transition(
         expected[ATTRIBUTES[field]] = str(value) if isinstance(value, State) else value
     if row.removes:
         ddb.delete(table, _key(device.device_id), expected=expected, also=writes)
+        _sweep_grants(row, after)
         return after
     set_fields = {ATTRIBUTES[f]: v for f, v in changes.items()}
     set_fields["state"] = str(target)
@@ -96,7 +100,55 @@ def transition(
         remove=tuple(ATTRIBUTES[f] for f in row.clears),
         also=writes,
     )
+    _sweep_grants(row, after)
     return after
+
+
+def _end_grants(device_id: str, writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Deletes of the device's grants (dal/grants.py) not already in `writes` (a transaction may name
+    an item once; a transfer deletes its offer itself, conditionally)."""
+    from lambdas.dal import grants
+
+    grants_table = config.grants_table()
+    named = {
+        str(op["Key"][c.GRANT_SK]["S"])
+        for entry in writes
+        for op in entry.values()
+        if op.get("TableName") == grants_table and "Key" in op
+    }
+    return grants.delete_requests(device_id, skip=named)
+
+
+def _sweep_grants(row: lifecycle.Transition, after: Device) -> None:
+    """After the commit: a grant made between the read in _end_grants and the commit is of the ended
+    ownership (its own transaction checked the device); remove it too."""
+    if row.ends_access:
+        from lambdas.dal import grants
+
+        grants.sweep(after.device_id, keep_ownership=None if row.removes else after.ownership)
+
+
+def condition_check(
+    device: Device, fields: tuple[str, ...] = ("owner_id", "ownership", "state")
+) -> dict[str, Any]:
+    """A TransactWriteItems ConditionCheck that the device still holds the values read for `fields`:
+    a grant commits only while the ownership it is made for lasts."""
+    expected: dict[str, Any] = {}
+    for field in fields:
+        value = getattr(device, field)
+        expected[ATTRIBUTES[field]] = str(value) if isinstance(value, State) else value
+    names: dict[str, str] = {"#pk": c.DEVICE_PK}
+    values: dict[str, Any] = {}
+    condition = "attribute_exists(#pk) AND " + ddb.condition_expression(expected, names, values)
+    check: dict[str, Any] = {
+        "TableName": config.devices_table(),
+        "Key": ddb.to_item(_key(device.device_id)),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        check["ExpressionAttributeValues"] = values
+    return {"ConditionCheck": check}
 
 
 _CREATING = frozenset(name for name, row in lifecycle.TRANSITIONS.items() if row.creates)

@@ -32,6 +32,19 @@ RELEASE_CLEARS = (
     "last_seen_at",
     "registration",
 )
+# A transfer keeps the device's identity and label but nothing of the previous ownership's credentials.
+TRANSFER_CLEARS = (
+    "thing_name",
+    "certificate_id",
+    "certificate_pem",
+    "certificate_status",
+    "provisioned_at",
+    "activated_at",
+    "revoked_at",
+    "presence",
+    "last_seen_at",
+    "registration",
+)
 # Optimistic-concurrency guard of the owner's actions: still theirs, same state, same certificate.
 _OWNER_GUARD = ("owner_id", "state", "certificate_id")
 _CLAIM_SETS = ("owner_id", "owner_email", "ownership", "name", "claimed_at")
@@ -54,6 +67,7 @@ class Transition:
     creates: bool = False
     removes: bool = False
     doc: str = ""
+    ends_access: bool = False  # the ownership ends: its shares and transfer offer go in the same transaction
 
     def allows(self, state: State | None) -> bool:
         return state is None if self.creates else state in self.sources
@@ -161,6 +175,7 @@ TRANSITIONS: dict[str, Transition] = {
             clears=RELEASE_CLEARS,
             guard=_OWNER_GUARD,
             audit=("device.released",),
+            ends_access=True,
             doc="The owner gives the device up: credentials wiped, certificate removed, label works again.",
         ),
         Transition(
@@ -172,6 +187,7 @@ TRANSITIONS: dict[str, Transition] = {
             guard=_OWNER_GUARD,
             audit=("device.deleted",),
             removes=True,
+            ends_access=True,
             doc="Certificate and thing removed, then the record; polls get 404. The audit trail stays.",
         ),
         Transition(
@@ -183,7 +199,20 @@ TRANSITIONS: dict[str, Transition] = {
             guard=_OWNER_GUARD,
             audit=("device.deleted",),
             removes=True,
+            ends_access=True,
             doc="A new registration token retires the device that registered with the old one.",
+        ),
+        Transition(
+            "transfer",
+            frozenset({State.CLAIMED, State.PROVISIONED, State.ACTIVE}),
+            State.CLAIMED,
+            sets=_CLAIM_SETS,
+            clears=TRANSFER_CLEARS,
+            guard=("owner_id", "ownership", "state", "certificate_id"),
+            audit=("device.transferred", "device.claimed"),
+            ends_access=True,
+            doc="The recipient accepts a transfer offer: new owner and ownership, old certificate revoked "
+            "first; the device provisions again with a fresh CSR.",
         ),
     )
 }

@@ -28,7 +28,19 @@ from lambdas.adapters import cognito
 from lambdas.errors import BadRequest, LatchkeyError, ServiceUnavailable, Unauthorized
 from lambdas.logic import claims, owner
 from lambdas.models.common import ErrorBody, GatewayError
-from lambdas.models.owner import ClaimRequest, Device, DeviceList, EventList, RenameRequest
+from lambdas.models.owner import (
+    ClaimRequest,
+    Device,
+    DeviceList,
+    EventList,
+    RenameRequest,
+    Share,
+    ShareList,
+    ShareRequest,
+    Transfer,
+    TransferList,
+    TransferRequest,
+)
 from lambdas.models.pending import PendingCreateRequest
 from lambdas.models.state import StatePatch
 
@@ -150,6 +162,7 @@ def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
     text = {
         400: "Invalid request (`validation_error`, `invalid_code`, `bad_request`).",
         401: "Missing or invalid token.",
+        403: "Your role on this shared device does not allow this (only the owner may).",
         404: "Not found (also: another account's device).",
         409: "Conflict.",
         413: "Request body larger than 16 KB.",
@@ -248,7 +261,7 @@ def get_device(id: str) -> Device:
     summary="Rename a device",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The renamed device.", 400, 401, 404),
+    responses=_responses(200, "The renamed device.", 400, 401, 403, 404),
 )
 def rename_device(id: str, body: RenameRequest) -> Device:
     owner_id, _ = _caller()
@@ -263,7 +276,7 @@ def rename_device(id: str, body: RenameRequest) -> Device:
     tags=DEVICES,
     security=SECURITY,
     status_code=204,
-    responses=_responses(204, "Deleted.", 401, 404),
+    responses=_responses(204, "Deleted.", 401, 403, 404),
 )
 def delete_device(id: str) -> None:
     owner_id, _ = _caller()
@@ -277,7 +290,7 @@ def delete_device(id: str) -> None:
     description="Disconnects the device; its polls get 403 until it is released or deleted.",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The revoked device.", 401, 404),
+    responses=_responses(200, "The revoked device.", 401, 403, 404),
 )
 def revoke_device(id: str) -> Device:
     owner_id, _ = _caller()
@@ -292,7 +305,7 @@ def revoke_device(id: str) -> Device:
     "to `unclaimed`, so it can be claimed again with its label.",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The device, now unclaimed.", 401, 404),
+    responses=_responses(200, "The device, now unclaimed.", 401, 403, 404),
 )
 def release_device(id: str) -> Device:
     owner_id, _ = _caller()
@@ -305,7 +318,7 @@ def release_device(id: str) -> Device:
     summary="A device's audit trail, newest first",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The audit trail.", 401, 404),
+    responses=_responses(200, "The audit trail.", 401, 403, 404),
 )
 def device_events(id: str) -> EventList:
     owner_id, _ = _caller()
@@ -331,11 +344,131 @@ def device_state(id: str) -> dict[str, Any]:
     summary="Switch relays, rename them, set their logic or a sensor's calibration offset",
     tags=DEVICES,
     security=SECURITY,
-    responses=_responses(200, "The device's shadow state after the change.", 400, 401, 404, 409),
+    responses=_responses(200, "The device's shadow state after the change.", 400, 401, 403, 404, 409),
 )
 def change_device_state(id: str, body: StatePatch) -> dict[str, Any]:
     owner_id, _ = _caller()
     return owner.change_state(owner_id, id, body.model_dump(exclude_none=True), _source_ip())
+
+
+# --- sharing and transfer (lambdas.logic.sharing, lambdas.logic.transfer) ----------------------------
+
+SHARING = ["sharing and transfer"]
+
+
+def _sharing() -> Any:
+    from lambdas.logic import sharing  # deferred: only these routes need it
+
+    return sharing
+
+
+def _transfer() -> Any:
+    from lambdas.logic import transfer
+
+    return transfer
+
+
+@route(
+    "GET",
+    "/v1/devices/<id>/shares",
+    summary="Who a device is shared with (owner only)",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(200, "The device's members.", 401, 403, 404),
+)
+def list_shares(id: str) -> ShareList:
+    caller, _ = _caller()
+    return ShareList.model_validate({"shares": _sharing().list_shares(caller, id)})
+
+
+@route(
+    "POST",
+    "/v1/devices/<id>/shares",
+    summary="Share a device with another account, or change a member's role (owner only)",
+    description="`viewer` sees status and sensors; `operator` also switches relays and changes settings. "
+    "Sharing with a member again sets their role. 404 also when no account has this email.",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=201,
+    responses=_responses(201, "The share.", 400, 401, 403, 404, 409, 429),
+)
+def add_share(id: str, body: ShareRequest) -> Share:
+    caller, _ = _caller()
+    return Share(**_sharing().add_share(caller, id, body.email, body.role, _source_ip()))
+
+
+@route(
+    "DELETE",
+    "/v1/devices/<id>/shares/<userId>",
+    summary="Remove a member (owner), or leave a shared device (the member)",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Removed.", 401, 403, 404),
+)
+def remove_share(id: str, userId: str) -> None:
+    caller, _ = _caller()
+    _sharing().remove_share(caller, id, userId, _source_ip())
+
+
+@route(
+    "POST",
+    "/v1/devices/<id>/transfer",
+    summary="Offer a device to another account (owner only); the offer expires in 7 days",
+    description="Accepting it makes the recipient the owner: new certificate, no shares, name and relay "
+    "settings reset, none of the previous owner's history. One pending offer per device.",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=201,
+    responses=_responses(201, "The offer.", 400, 401, 403, 404, 409, 429),
+)
+def offer_transfer(id: str, body: TransferRequest) -> Transfer:
+    caller, email = _caller()
+    return Transfer(**_transfer().offer(caller, email, id, body.email, _source_ip()))
+
+
+@route(
+    "GET",
+    "/v1/transfers",
+    summary="Transfer offers to you and offers you made that are still pending",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(200, "The offers.", 401),
+)
+def list_transfers() -> TransferList:
+    caller, _ = _caller()
+    return TransferList.model_validate({"transfers": _transfer().list_transfers(caller)})
+
+
+@route(
+    "POST",
+    "/v1/transfers/<id>/accept",
+    summary="Accept a transfer offer: the device becomes yours",
+    description="The device's old certificate is revoked; it provisions again on its next poll.",
+    tags=SHARING,
+    security=SECURITY,
+    responses=_responses(
+        200, "The device, now yours (state `claimed` until it provisions).", 401, 403, 404, 409
+    ),
+)
+def accept_transfer(id: str) -> Device:
+    caller, email = _caller()
+    device = _transfer().accept(caller, email, id, _source_ip())
+    return Device(**{**device.owner_view(), "role": "owner"})
+
+
+@route(
+    "DELETE",
+    "/v1/transfers/<id>",
+    summary="Decline a transfer offer (recipient) or cancel it (sender)",
+    tags=SHARING,
+    security=SECURITY,
+    status_code=204,
+    responses=_responses(204, "Declined or cancelled.", 401, 404, 409),
+)
+def decline_transfer(id: str) -> None:
+    caller, _ = _caller()
+    _transfer().decline(caller, id, _source_ip())
 
 
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------

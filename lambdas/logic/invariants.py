@@ -39,6 +39,10 @@ Pending (registration tokens)
 - `pending-device`: a registered item names its device, a pending one names none;
 - `pending-token-shared` / `pending-device-shared`: no two items share a token hash or a device.
 
+Grants (shares and transfer offers, dal/grants.py)
+- `grant-stale`: every share and offer belongs to its device's current ownership (release, transfer and
+  delete remove them in their transaction; a leftover grants nothing, but is reported).
+
 Audit trail
 - `audit-malformed`: every event has deviceId, eventKey, at, action and actor;
 - `audit-secret`: no event holds secret material (private key PEM, a token or claim code field);
@@ -97,6 +101,7 @@ class Inventory:
     certificates: dict[str, Certificate]  # Latchkey's certificates by id
     things: dict[str, list[str]]  # Latchkey thing -> attached certificate ids
     policy_exists: bool
+    grants: list[dict[str, Any]] = field(default_factory=list)  # shares and transfer offers
 
     def summary(self) -> str:
         return (
@@ -207,7 +212,8 @@ def inventory(iot: Any = None) -> Inventory:
     for cid in with_policy & set(certificates):
         if certificates[cid].policies is None:
             certificates[cid].policies = [policy]
-    return Inventory(devices, pending, dict(events), malformed, certificates, things, policy_exists)
+    grants = ddb.scan(config.grants_table()) if os.environ.get(c.ENV_GRANTS_TABLE) else []
+    return Inventory(devices, pending, dict(events), malformed, certificates, things, policy_exists, grants)
 
 
 # --- the rules ---------------------------------------------------------------------------------------
@@ -282,6 +288,16 @@ def check(snapshot: Inventory | None = None) -> list[Problem]:
             )
 
     _check_pending(inv, by_id, report)
+    for grant in inv.grants:
+        granted = by_id.get(str(grant.get(c.GRANT_PK)))
+        ownership = (granted or {}).get("ownership")
+        if granted is None or granted.get("state") not in NEEDS_OWNER or grant.get("ownership") != ownership:
+            report(
+                "grant-stale",
+                f"{grant.get(c.GRANT_PK)}/{grant.get(c.GRANT_SK)}",
+                f"is a {grant.get('kind')} of ownership {grant.get('ownership')}, but the device "
+                + ("is gone" if granted is None else f"is {granted.get('state')} in ownership {ownership}"),
+            )
     for event in inv.malformed_events:
         report("audit-malformed", _event_name(event), f"lacks one of {', '.join(AUDIT_FIELDS)}")
     for device_events in inv.events.values():

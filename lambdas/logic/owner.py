@@ -9,7 +9,6 @@ cannot be overwritten.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from lambdas.dal import audit, devices
@@ -19,10 +18,8 @@ from lambdas.domain.device import Device, State
 from lambdas.domain.lifecycle import TransitionRefused
 from lambdas.errors import Conflict, NotFound
 from lambdas.logic import revocation
-
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-NOT_FOUND_MESSAGE = "There is no device with this id in your account."
-
+from lambdas.logic.sharing import DEVICE_ID as _DEVICE_ID
+from lambdas.logic.sharing import NOT_FOUND_MESSAGE
 
 # --- reads -------------------------------------------------------------------------------------------
 
@@ -33,18 +30,48 @@ def owned(owner_id: str, device_id: str) -> Device:
         raise NotFound(NOT_FOUND_MESSAGE)
     device = devices.get(device_id, consistent=True)
     if device is None or not device.is_owned_by(owner_id):
+        _refuse_member(owner_id, device_id)
         raise NotFound(NOT_FOUND_MESSAGE)
     return device
 
 
+def _refuse_member(user_id: str, device_id: str) -> None:
+    """A member of a shared device asking for an owner-only action gets 403, not the non-member's 404."""
+    from lambdas.logic import sharing
+
+    sharing.refuse_member(user_id, device_id)
+
+
+def _owner_only(user_id: str, device_id: str, error: NotFound) -> NotFound:
+    _refuse_member(user_id, device_id)
+    return error
+
+
 def list_devices(owner_id: str, now: float | None = None) -> list[dict[str, Any]]:
-    mine = [d for d in devices.list_by_owner(owner_id) if d.is_owned_by(owner_id)]
-    mine.sort(key=lambda d: (d.claimed_at or d.created_at or "", d.device_id), reverse=True)
-    return [d.owner_view(now) for d in mine]
+    """The caller's own devices (role `owner`), then those shared with them, each newest first."""
+    from lambdas.logic import sharing
+
+    def newest(pair: tuple[Device, str]) -> tuple[str, str]:
+        return (pair[0].claimed_at or pair[0].created_at or "", pair[0].device_id)
+
+    mine = [(d, "owner") for d in devices.list_by_owner(owner_id) if d.is_owned_by(owner_id)]
+    mine.sort(key=newest, reverse=True)
+    shared = sorted(sharing.shared_with(owner_id), key=newest, reverse=True)
+    return [_with_role(d, role, now) for d, role in (*mine, *shared)]
+
+
+def _with_role(device: Device, role: str, now: float | None) -> dict[str, Any]:
+    view = {**device.owner_view(now), "role": role}
+    if role != "owner":
+        view["sharedBy"] = device.owner_email
+    return view
 
 
 def get_device(owner_id: str, device_id: str, now: float | None = None) -> dict[str, Any]:
-    return owned(owner_id, device_id).owner_view(now)
+    from lambdas.logic import sharing
+
+    device, role = sharing.access(owner_id, device_id, "viewer")
+    return _with_role(device, role, now)
 
 
 def events(owner_id: str, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -104,7 +131,7 @@ def rename(
 ) -> dict[str, Any]:
     device = owned(owner_id, device_id)
     if device.name == name:
-        return device.owner_view(now)
+        return _with_role(device, "owner", now)
     try:
         after = devices.transition(
             device,
@@ -117,39 +144,49 @@ def rename(
         )
     except (ConditionFailed, TransitionRefused):
         return get_device(owner_id, device_id, now)  # changed meanwhile: answer what it is now
-    return after.owner_view(now)
+    return _with_role(after, "owner", now)
 
 
 def delete(owner_id: str, device_id: str, source_ip: str | None) -> None:
-    revocation.delete(device_id, owner_id, source_ip, NOT_FOUND_MESSAGE)
+    try:
+        revocation.delete(device_id, owner_id, source_ip, NOT_FOUND_MESSAGE)
+    except NotFound as error:
+        raise _owner_only(owner_id, device_id, error) from None
 
 
 def revoke(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
     """State `revoked`, certificate REVOKED (the connection is dropped; polls get 403). Idempotent."""
-    device, _ = revocation.revoke(
-        device_id,
-        actor=owner_id,
-        source_ip=source_ip,
-        owner_id=owner_id,
-        not_found=NOT_FOUND_MESSAGE,
-        now=now,
-    )
-    return device.owner_view(now)
+    try:
+        device, _ = revocation.revoke(
+            device_id,
+            actor=owner_id,
+            source_ip=source_ip,
+            owner_id=owner_id,
+            not_found=NOT_FOUND_MESSAGE,
+            now=now,
+        )
+    except NotFound as error:
+        raise _owner_only(owner_id, device_id, error) from None
+    return _with_role(device, "owner", now)
 
 
 def release(owner_id: str, device_id: str, source_ip: str | None, now: float | None = None) -> dict[str, Any]:
-    return revocation.release(device_id, owner_id, source_ip, NOT_FOUND_MESSAGE, now).owner_view(now)
+    try:
+        device = revocation.release(device_id, owner_id, source_ip, NOT_FOUND_MESSAGE, now)
+    except NotFound as error:
+        raise _owner_only(owner_id, device_id, error) from None
+    return device.owner_view(now)
 
 
 # --- relays and sensors (the device shadow) ----------------------------------------------------------
 
 
 def device_state(owner_id: str, device_id: str) -> dict[str, Any]:
-    """Reported, desired and delta of the caller's device shadow."""
+    """Reported, desired and delta of the device shadow (owner and members)."""
     from lambdas.adapters import shadow as shadow_store
-    from lambdas.logic import shadow
+    from lambdas.logic import shadow, sharing
 
-    device = owned(owner_id, device_id)
+    device, _ = sharing.access(owner_id, device_id, "viewer")
     document = shadow_store.get(device.thing_name) if device.thing_name else None
     return {"id": device_id, **shadow.view(document)}
 
@@ -158,11 +195,11 @@ def change_state(
     owner_id: str, device_id: str, patch: dict[str, Any], source_ip: str | None = None
 ) -> dict[str, Any]:
     """Validate against the capabilities the device reported, then write the desired state. Audited
-    (relay switches are not: they are use, not configuration)."""
+    (relay switches are not: they are use, not configuration). Owner and operators; viewers get 403."""
     from lambdas.adapters import shadow as shadow_store
-    from lambdas.logic import shadow
+    from lambdas.logic import shadow, sharing
 
-    device = owned(owner_id, device_id)
+    device, _ = sharing.access(owner_id, device_id, "operator")
     thing = device.thing_name
     if device.state != State.ACTIVE or not thing:
         raise Conflict("The device is not active: claim it and let it come online first.")

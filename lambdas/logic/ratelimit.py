@@ -31,6 +31,8 @@ class Limit:
 
 CLAIM_PER_ACCOUNT = Limit("claim-account", 10, 3600)
 CLAIM_PER_IP = Limit("claim-ip", 30, 3600)
+# Shares and transfer offers made by one account (every attempt counts: each looks an email up).
+GRANT_PER_ACCOUNT = Limit("grant-account", 30, 3600)
 
 
 def ip_subject(source_ip: str) -> str:

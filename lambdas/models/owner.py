@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from lambdas.models.common import Name, OptionalName
 
@@ -45,10 +45,18 @@ class Device(BaseModel):
     certificate: Certificate | None = None
     claimedAt: str | None = None
     createdAt: str | None = None
+    role: Literal["owner", "operator", "viewer"] = Field(
+        default="owner",
+        description="The caller's role: `owner`; `operator` (status, sensors, relays and settings) or "
+        "`viewer` (status and sensors) on a device shared with them.",
+    )
+    sharedBy: str | None = Field(default=None, description="On a shared device: the owner's email.")
 
 
 class DeviceList(BaseModel):
-    devices: list[Device] = Field(description="The caller's devices, newest first.")
+    devices: list[Device] = Field(
+        description="The caller's devices, newest first, then the devices shared with them (with `role`)."
+    )
 
 
 class AuditEvent(BaseModel):
@@ -62,3 +70,52 @@ class EventList(BaseModel):
     events: list[AuditEvent] = Field(
         description="The device's audit trail since it joined this account, newest first."
     )
+
+
+# --- sharing and transfer (lambdas/logic/sharing.py, lambdas/logic/transfer.py) ---------------------
+
+# An account's email as typed: trimmed, one @, nothing that could break out of a Cognito filter string.
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r'^[^@\s"\\]+@[^@\s"\\]+$'
+    ),
+]
+
+
+class ShareRequest(BaseModel):
+    email: Email = Field(description="The email of the account to share with.", examples=["sam@example.com"])
+    role: Literal["viewer", "operator"] = Field(
+        description="`viewer`: status and sensors; `operator`: also relays and settings."
+    )
+
+
+class Share(BaseModel):
+    userId: str = Field(description="The member's account id (use it to remove the share).")
+    email: str | None = None
+    role: Literal["viewer", "operator"]
+    createdAt: str | None = None
+
+
+class ShareList(BaseModel):
+    shares: list[Share] = Field(description="Who the device is shared with, oldest first.")
+
+
+class TransferRequest(BaseModel):
+    email: Email = Field(description="The email of the account to hand the device to.")
+
+
+class Transfer(BaseModel):
+    id: str = Field(description="The offer's id (accept or decline it with this).")
+    deviceId: str
+    deviceName: str | None = Field(default=None, description="The sender's name for the device.")
+    sender: str | None = Field(default=None, description="The sender's email.")
+    recipient: str | None = Field(default=None, description="The recipient's email.")
+    direction: Literal["incoming", "outgoing"]
+    status: Literal["pending", "accepting"]
+    createdAt: str | None = None
+    expiresAt: str = Field(description="ISO 8601 (UTC); 7 days after the offer was made.")
+
+
+class TransferList(BaseModel):
+    transfers: list[Transfer] = Field(description="Offers to you and offers you made, newest first.")

@@ -51,7 +51,9 @@ SEQUENCES = {
         "DeleteCertificate",
         "ListThingPrincipals",
         "DeleteThing",
+        "Query",  # the device's grants, deleted in the same transaction (dal/devices.py)
         "TransactWriteItems",
+        "Query",  # the sweep of a grant committed meanwhile
     ],
     # The adapter revokes, disconnects and detaches the policy; the record; then the sweep of the thing.
     "revoke": [
@@ -64,7 +66,7 @@ SEQUENCES = {
         "TransactWriteItems",
         "ListThingPrincipals",
     ],
-    # The same removal as delete (which revokes and disconnects first), then the record.
+    # The same removal as delete (which revokes and disconnects first), then the record and the grants.
     "release": [
         "GetItem",
         "DescribeCertificate",
@@ -77,7 +79,9 @@ SEQUENCES = {
         "DeleteCertificate",
         "ListThingPrincipals",
         "DeleteThing",
+        "Query",  # the device's grants, deleted in the same transaction (dal/devices.py)
         "TransactWriteItems",
+        "Query",  # the sweep of a grant committed meanwhile
     ],
 }
 # A kill right after these leaves an issued certificate that no thing holds yet: the residue.

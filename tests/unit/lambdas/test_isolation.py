@@ -21,6 +21,10 @@ ATTEMPTS = [
     ("GET", "/v1/devices/{id}/events", None),
     ("GET", "/v1/devices/{id}/state", None),
     ("PATCH", "/v1/devices/{id}/state", {"relays": {"r1": True}}),
+    ("GET", "/v1/devices/{id}/shares", None),
+    ("POST", "/v1/devices/{id}/shares", {"email": "thief@example.com", "role": "operator"}),
+    ("DELETE", "/v1/devices/{id}/shares/{userId}", None),
+    ("POST", "/v1/devices/{id}/transfer", {"email": "thief@example.com"}),
 ]
 
 
@@ -53,10 +57,12 @@ def test_another_owner_gets_404_everywhere_and_changes_nothing(aws, victim):
     cert, sent = victim
     before = aws.device(DEVICE)
     for method, path, body in ATTEMPTS:
-        status, answer = call(owner_event(method, path.format(id=DEVICE), "owner-2", body))
+        status, answer = call(owner_event(method, path.format(id=DEVICE, userId="owner-2"), "owner-2", body))
         assert status == 404, (method, path)
         # exactly what a device that does not exist answers: no existence oracle
-        assert (status, answer) == call(owner_event(method, path.format(id=MISSING), "owner-2", body))
+        assert (status, answer) == call(
+            owner_event(method, path.format(id=MISSING, userId="owner-2"), "owner-2", body)
+        )
     assert aws.device(DEVICE) == before
     assert cert_status(aws, cert["certificateId"]) == "ACTIVE" and thing_exists(aws, DEVICE)
     assert aws.audit_actions(DEVICE) == ["device.claimed"]

@@ -99,6 +99,8 @@ def test_get_device_is_the_public_view(aws):
         "certificate": {"id": cert["certificateId"], "status": "ACTIVE"},
         "claimedAt": body["claimedAt"],
         "createdAt": "2024-01-01T00:00:00Z",
+        "role": "owner",
+        "sharedBy": None,
     }
     text = json.dumps(body)
     for secret in ("claimCodeHash", "publicKey", "certificatePem", "ownerId", "owner-1", "BEGIN"):

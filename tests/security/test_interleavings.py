@@ -67,6 +67,7 @@ SCHEDULES, STEPS = 100, 5  # make test
 FUZZ_SCHEDULES, FUZZ_STEPS = 1000, 10  # make fuzz
 CHUNK = 10  # schedules per test item: xdist spreads them, and each stays well inside the timeout
 PAIR = 0.6  # probability that a step starts two actions together
+SAME_DEVICE = 0.7  # probability that the two act on the same device
 OWNERS = ("owner-a", "owner-b")
 LABEL_DEVICES, TOKEN_DEVICES = 3, 2
 
@@ -390,14 +391,51 @@ def _world(lab: Lab, rng: random.Random) -> World:
     return World(lab, rng, slots, heat=[4 if i in hot else 1 for i in range(len(slots))])
 
 
-def _draw(world: World) -> Job:
+PRELUDES = {  # how far the hot devices get before the schedule starts, one after the other
+    "fresh": (),
+    "owned": ("own",),
+    "provisioned": ("own", "poll"),
+    "active": ("own", "poll", "ack"),
+}
+
+
+def _prelude(world: World) -> None:
+    """Bring the two hot devices to a state drawn by the seed, sequentially: the schedule's few steps
+    then start among owned, provisioned and active devices instead of spending themselves on claims."""
+    for i, slot in enumerate(world.slots):
+        if world.heat[i] == 1:
+            continue
+        plan = PRELUDES[world.rng.choice(list(PRELUDES))]
+        for name in plan:
+            make = {"own": _claim if slot.kind == "label" else _register, "poll": _poll, "ack": _ack}[name]
+            job = make(world, slot)
+            if job is None:
+                break
+            status, body = job.call()
+            assert status < 300, (job.label, status, body)
+            job.after(status, body)
+            world.log.append(f"prelude: {job.label} -> {status}")
+
+
+def _draw(world: World, slot: Slot | None = None) -> tuple[Job, Slot]:
+    """An action that applies, on `slot` if one does within a few tries, else on any device."""
     names = list(ACTIONS)
     weights = [ACTIONS[n][1] for n in names]
-    while True:
-        make = ACTIONS[world.rng.choices(names, weights)[0]][0]
-        job = make(world, world.rng.choices(world.slots, world.heat)[0])
+    for attempt in range(1000):
+        target = slot if slot is not None and attempt < 20 else world.rng.choices(world.slots, world.heat)[0]
+        job = ACTIONS[world.rng.choices(names, weights)[0]][0](world, target)
         if job is not None:
-            return job
+            return job, target
+    raise AssertionError("no action applies to any device")
+
+
+def _step(world: World) -> list[Job]:
+    """One action, or two started together, mostly on the same device (where races are)."""
+    first, slot = _draw(world)
+    if world.rng.random() >= PAIR:
+        return [first]
+    second, _ = _draw(world, slot if world.rng.random() < SAME_DEVICE else None)
+    return [first, second]
 
 
 def _usable_at_the_broker(aws: Any, broker: Any) -> list[str]:
@@ -451,8 +489,9 @@ def run_schedule(aws: Any, lab: Lab, broker: Any, seed: int, steps: int) -> Coun
     rng = random.Random(seed)
     _clear(aws)
     world = _world(lab, rng)
+    _prelude(world)
     for step in range(steps):
-        jobs = [_draw(world) for _ in range(2 if rng.random() < PAIR else 1)]
+        jobs = _step(world)
         stagger = [0.0] + [rng.uniform(0, 0.03) for _ in jobs[1:]]
         calls = [lambda j=j, d=d: (time.sleep(d), j.call())[1] for j, d in zip(jobs, stagger, strict=True)]
         results = run_together(*calls) if len(calls) > 1 else [_solo(calls[0])]

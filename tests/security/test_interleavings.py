@@ -9,9 +9,11 @@ eventually consistent with a `DETACH_DELAY` of 50 ms, DeleteThing/DeleteCertific
 attached). Every call goes through the real handlers: the device API with signed events, the owner API
 with the authorizer's claims.
 
-**A schedule** (one interleaving) is `steps` steps drawn from a seeded RNG. A step is one action, or two
-actions started together on threads (`run_together`, a barrier, the second a few ms late), which is how
-races happen: two Lambda invocations at once. Each owner API call runs in its own copy of the owner API
+**A schedule** (one interleaving) is `steps` steps drawn from a seeded RNG, after a prelude that brings
+two "hot" devices (which then get most of the actions) to owned, provisioned or active. A step is one
+action, or two actions started together on threads (`run_together`, a barrier, the second up to 30 ms
+late), mostly on the same device (`SAME_DEVICE`), which is how races happen: two Lambda invocations at
+once. Each owner API call runs in its own copy of the owner API
 module (its own Powertools resolver, which keeps the current event in a module global), as two Lambda
 containers would.
 

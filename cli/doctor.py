@@ -25,7 +25,7 @@ def _plural(n: int, word: str) -> str:
     help="Fix what can be fixed safely (orphan things and certificates, a revoked device's ACTIVE "
     "certificate, a lost attachment), then check again.",
 )
-@click.option("--dry-run", is_flag=True, help="With --repair: say what would be done, change nothing.")
+@click.option("--dry-run", is_flag=True, help="Say what --repair would do, and change nothing.")
 @click.pass_context
 def doctor(ctx: click.Context, repair: bool, dry_run: bool) -> None:
     """Check devices, pending devices, the audit trail, things, certificates and policies against

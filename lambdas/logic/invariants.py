@@ -32,7 +32,11 @@ subject CN)
 - `certificate-orphan`: every certificate is named by a device (an orphan attached to a thing is what an
   interrupted provisioning leaves and the next poll adopts; an unattached one what a crash right after
   issuing leaves - INACTIVE, it cannot connect; ACTIVE, it is a live credential nobody manages);
-- `certificate-multi-thing`: a certificate is attached to at most one thing.
+- `certificate-multi-thing`: a certificate is attached to at most one thing;
+- `certificate-usable`: a certificate the broker would admit (ACTIVE, attached to a thing, carrying the
+  device policy: `local.iot_sync` asks the same of IoT at every connect) is the one an `active` device
+  names, on that device's thing. This is the security property the rules above imply one by one; said
+  once, it also means never two usable certificates for one device.
 
 Pending (registration tokens)
 - `pending-state`: pending or registered;
@@ -287,6 +291,7 @@ def check(snapshot: Inventory | None = None) -> list[Problem]:
                 f"is {cert.status}, attached to no Latchkey thing and named by no device{live}",
             )
 
+    _check_usable(inv, by_id, policy, report)
     _check_pending(inv, by_id, report)
     for grant in inv.grants:
         granted = by_id.get(str(grant.get(c.GRANT_PK)))
@@ -351,6 +356,23 @@ def _check_certificate(
     extra = sorted(set(policies) - {policy})
     if extra:
         report("policy-extra", device_id, f"certificate {cert_id} also carries {', '.join(extra)}")
+
+
+def _check_usable(inv: Inventory, by_id: dict[str, dict[str, Any]], policy: str, report: Any) -> None:
+    for cert_id, cert in inv.certificates.items():
+        if cert.status != "ACTIVE" or policy not in (cert.policies or []):
+            continue  # refused at connect: not ACTIVE, or no policy allows iot:Connect
+        for thing in cert.things:
+            record = by_id.get(thing)
+            if record is None:
+                whose = "which has no device record"
+            elif record.get("state") != c.STATE_ACTIVE:
+                whose = f"whose device is {record.get('state')}"
+            elif record.get("certificateId") != cert_id:
+                whose = f"whose device names certificate {record.get('certificateId')}"
+            else:
+                continue
+            report("certificate-usable", cert_id, f"is usable at the broker as thing {thing}, {whose}")
 
 
 def _check_registration(

@@ -9,9 +9,12 @@ Fixes, by problem kind:
 
 - `thing-orphan` (a thing with no device record): its certificates are revoked, disconnected, detached
   and deleted, then the thing;
-- `certificate-orphan` (a certificate no device names): revoked, disconnected, detached and deleted. One
-  attached to the thing of a `claimed` device is left alone: it is what an interrupted provisioning
-  leaves, and the device's next poll adopts it;
+- `certificate-orphan` (a certificate no device names): revoked, disconnected, detached and deleted. An
+  INACTIVE one attached to the thing of a `claimed` device is left alone: it is what an interrupted
+  provisioning leaves, and the device's next poll adopts it (an ACTIVE one is never adopted: removed);
+- `certificate-usable` (the broker would admit a certificate for a device that is not `active` with it):
+  revoked and the connection dropped, unless it is the certificate of a `provisioned` device, whose
+  ack makes the record agree (left for it);
 - `certificate-status` on a `revoked` device whose certificate is still ACTIVE: revoked (and the
   connection dropped), which is what the owner asked for;
 - `certificate-detached` / `policy-missing` on a `provisioned` or `active` device: the policy and the
@@ -84,13 +87,15 @@ def _fix(problem: Problem, inv: Inventory, by_id: dict[str, dict[str, Any]]) -> 
         cert = inv.certificates.get(subject)
         things = cert.things if cert else []
         claimed = [t for t in things if (by_id.get(t) or {}).get("state") == c.STATE_CLAIMED]
-        if claimed:
+        if claimed and cert is not None and cert.status == "INACTIVE":
             return Fix(problem, f"left for the next poll of {claimed[0]}, which adopts it")
         return Fix(
             problem,
             f"revoke, disconnect, detach and delete certificate {subject}",
             _remove_certificate(things[0] if things else None, subject),
         )
+    if kind == "certificate-usable":
+        return _fix_usable(problem, inv, by_id)
     device = by_id.get(subject)
     if device is None:
         return Fix(problem, "not repaired automatically")
@@ -119,6 +124,22 @@ def _fix(problem: Problem, inv: Inventory, by_id: dict[str, dict[str, Any]]) -> 
 
         return Fix(problem, f"create thing {thing} and attach certificate {cert_id}", recreate)
     return Fix(problem, "not repaired automatically")
+
+
+def _fix_usable(problem: Problem, inv: Inventory, by_id: dict[str, dict[str, Any]]) -> Fix:
+    cert_id = problem.subject
+    cert = inv.certificates.get(cert_id)
+    things = cert.things if cert else []
+    for thing in things:
+        device = by_id.get(thing) or {}
+        if device.get("state") == c.STATE_PROVISIONED and device.get("certificateId") == cert_id:
+            return Fix(problem, f"left for the ack of {thing}, which records it active")
+    first = things[0] if things else None
+    return Fix(
+        problem,
+        f"revoke certificate {cert_id} and drop its connection",
+        lambda: _iot().revoke_certificate(cert_id, first),
+    )
 
 
 def repair(

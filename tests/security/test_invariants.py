@@ -252,6 +252,24 @@ def break_audit_missing(lab: Lab, aws: Any) -> str:
     return device_id
 
 
+def break_usable_second_certificate(lab: Lab, aws: Any) -> str:
+    # A second live credential for one device: ACTIVE, on its thing, with the device policy.
+    device, _ = lab.active()
+    certificate_id, _ = iot.create_certificate(make_csr(device.key), device.device_id)
+    iot.attach(device.device_id, certificate_id)
+    aws.iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
+    return certificate_id
+
+
+def break_usable_on_claimed(lab: Lab, aws: Any) -> str:
+    device = lab.claimed()
+    iot.ensure_thing(device.device_id)
+    certificate_id, _ = iot.create_certificate(make_csr(device.key), device.device_id)
+    iot.attach(device.device_id, certificate_id)
+    aws.iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
+    return certificate_id
+
+
 BREAKS: dict[str, tuple[str, Callable[[Lab, Any], str]]] = {
     "unknown state": ("device-state", break_state),
     "owned state without owner": ("owner-missing", break_owner_missing),
@@ -282,6 +300,8 @@ BREAKS: dict[str, tuple[str, Callable[[Lab, Any], str]]] = {
     "audit event without actor": ("audit-malformed", break_audit_malformed),
     "private key in the audit trail": ("audit-secret", break_audit_secret),
     "claim not on record": ("audit-missing", break_audit_missing),
+    "two usable certificates for one device": ("certificate-usable", break_usable_second_certificate),
+    "usable certificate for a claimed device": ("certificate-usable", break_usable_on_claimed),
 }
 
 

@@ -115,3 +115,35 @@ def test_what_needs_the_owner_is_reported_not_guessed(lab: Lab, aws: Any) -> Non
     assert outcomes and not any(o.done for o in outcomes)
     assert all(o.description == "not repaired automatically" for o in outcomes)
     assert lab.state(device) == "active"
+
+
+def test_an_active_leftover_on_a_claimed_devices_thing_is_revoked_and_removed(lab: Lab, aws: Any) -> None:
+    # Only an INACTIVE leftover is adopted by the next poll; an ACTIVE one is a live credential, so
+    # "left for the next poll" would leave it usable forever (the broker admits it as that thing).
+    device = lab.claimed()
+    iot_adapter.ensure_thing(device.device_id, {"latchkey": "device"})
+    from tests.unit.lambdas.conftest import make_csr
+
+    leftover, _pem = iot_adapter.create_certificate(make_csr(device.key, device.device_id), device.device_id)
+    iot_adapter.attach(device.device_id, leftover)
+    aws.iot.update_certificate(certificateId=leftover, newStatus="ACTIVE")
+    assert {"certificate-orphan", "certificate-usable"} <= _kinds()
+    outcomes = repair.repair()
+    assert outcomes and all(o.done for o in outcomes), outcomes
+    assert iot_adapter.describe_certificate(leftover) is None
+    assert_consistent()
+    status, body = lab.poll(device)
+    assert status == 200 and body["certificateId"] != leftover  # a fresh certificate
+    assert_consistent()
+
+
+def test_a_provisioned_devices_active_certificate_is_left_for_its_ack(lab: Lab, aws: Any) -> None:
+    # An ack that activated the certificate but did not write the record: the retried ack finishes it.
+    device = lab.claimed()
+    status, body = lab.poll(device)
+    assert status == 200
+    aws.iot.update_certificate(certificateId=body["certificateId"], newStatus="ACTIVE")
+    usable = [o for o in repair.repair() if o.problem.kind == "certificate-usable"]
+    assert usable and not usable[0].done and "left for the ack" in usable[0].description
+    assert lab.ack(device, body["certificateId"])[0] == 204
+    assert_consistent()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
@@ -47,6 +47,17 @@ class Auth(Construct):
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             mfa=cognito.Mfa.OPTIONAL,
             mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+            # With a sender, Cognito's messages (sign-up and reset codes) go through SES from it; without,
+            # Cognito's default sender, whose daily quota is for trying out (docs/deploy.md, "Email").
+            email=(
+                cognito.UserPoolEmail.with_ses(
+                    from_email=settings.ses_sender,
+                    from_name=settings.product_name,
+                    ses_region=Stack.of(self).region,
+                )
+                if settings.ses_sender
+                else None
+            ),
             feature_plan=cognito.FeaturePlan.PLUS,
             standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
             deletion_protection=True,

@@ -81,6 +81,7 @@ ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
 PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
 READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
+READS_USER_POOL = ("OwnerApi",)  # functions that look up owner accounts
 # The audit trail is append-only for the functions: they write and read events, never change or delete
 # one (expiry is DynamoDB's TTL). Operators' tools (`latchkey doctor`) use their own credentials.
 APPEND_ONLY_TABLES: dict[str, tuple[str, ...]] = {
@@ -291,6 +292,19 @@ class Functions(Construct):
                 # originVerify and the own CA are in the secret before the first request.
                 function.node.add_dependency(self.setup)
             self._grant_iot(role, spec.logical_id, settings, iot_names)
+            if spec.logical_id in READS_USER_POOL:
+                # lambdas/adapters/cognito.py: the caller's email (access tokens carry none) and the
+                # account behind an email; read-only, this stack's pool only.
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        actions=["cognito-idp:AdminGetUser", "cognito-idp:ListUsers"],
+                        resources=[
+                            Stack.of(self).format_arn(
+                                service="cognito-idp", resource="userpool", resource_name=user_pool_id
+                            )
+                        ],
+                    )
+                )
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",

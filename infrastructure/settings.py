@@ -34,6 +34,14 @@ def _text(value: object, default: str = "") -> str:
     return default if value is None else str(value)
 
 
+def _ses_sender(value: object) -> str:
+    sender = _text(value).strip()
+    local, at, domain = sender.rpartition("@")
+    if sender and (not at or not local or "." not in domain or any(ch in sender for ch in ' <>"')):
+        raise ValueError(f"sesSender must be an email address verified in SES, not {sender!r}")
+    return sender
+
+
 @dataclass(frozen=True)
 class Settings:
     bundle: bool = True  # install lambdas/requirements.txt into the function asset
@@ -51,6 +59,8 @@ class Settings:
     iot_logging: bool = True
     iot_log_level: str = "WARN"  # WARN includes ERROR: failed connects and authorization denials
     ca_generation: int = 1  # own-CA mode: raise it to roll the CA over (docs/deploy.md)
+    # Cognito's email through SES from this verified address ("" = Cognito's default sender, few a day)
+    ses_sender: str = ""
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -77,4 +87,5 @@ class Settings:
             iot_logging=_flag(get("iotLogging"), True),
             iot_log_level=iot_log_level,
             ca_generation=int(get("caGeneration") or 1),
+            ses_sender=_ses_sender(get("sesSender")),
         )

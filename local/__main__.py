@@ -9,7 +9,7 @@ Ports: gateway 8080, broker 8883, moto 5000 when free, otherwise free ones; `LAT
 `LATCHKEY_MQTT_PORT`, `LATCHKEY_MOTO_PORT` set them explicitly (then they must be free, or `make run`
 says which one is taken and exits).
 
-The console shows the banner, warnings and errors; `--verbose` (or `LATCHKEY_VERBOSE=1`) adds every
+The console shows the banner, warnings and errors, and each message the local mailbox receives; `--verbose` (or `LATCHKEY_VERBOSE=1`) adds every
 request the gateway serves and the functions' own log lines. Everything at debug level also goes to
 `.run/local.log`.
 """
@@ -34,6 +34,7 @@ from pathlib import Path
 from local.cloud import REPO_ROOT, EmbeddedCloud
 from local.demo import create_demo_device
 from local.gateway import PortInUse
+from local.mailbox import LOG as MAILBOX_LOG
 from local.moto_server import free_port
 
 LOG = logging.getLogger("latchkey.local")
@@ -140,6 +141,12 @@ def configure_logging(verbose: bool) -> None:
     local.setLevel(logging.DEBUG)
     local.propagate = False
     local.addHandler(console)
+    # What Cognito would have emailed (a sign-up or reset code) is for the person at the console too.
+    if not verbose:  # verbose shows it already
+        mail_console = logging.StreamHandler(sys.stderr)
+        mail_console.setLevel(logging.INFO)
+        mail_console.setFormatter(console.formatter)
+        MAILBOX_LOG.addHandler(mail_console)
     # The functions read their level from the environment when their logging module loads.
     os.environ.setdefault("LATCHKEY_LOG_LEVEL", "DEBUG" if verbose else "WARNING")
 
@@ -165,6 +172,7 @@ def banner(cloud: EmbeddedCloud, demo: object, agent: subprocess.Popen[bytes] | 
         "  Latchkey is running locally.",
         f"  Claim page     {cloud.gateway_url}/",
         f"  Sign in        {DEMO_EMAIL} / {DEMO_PASSWORD}",
+        f"  Mailbox        {cloud.gateway_url}/_local/mailbox  (what Cognito would email: codes)",
     ]
     device_id, claim_code = getattr(demo, "device_id", None), getattr(demo, "claim_code", None)
     if device_id:

@@ -18,7 +18,9 @@ Then, by path:
   as in one Lambda container), and its result mapped back.
 - `GET /config.json`: the page's runtime configuration (the keys the CDK stack writes).
 - `POST /cognito/`: a same-origin pass-through to moto's cognito-idp for the operations a browser may
-  call without AWS credentials, so the page signs in as against `https://cognito-idp.<region>.amazonaws.com/`.
+  call without AWS credentials, so the page signs in as against `https://cognito-idp.<region>.amazonaws.com/`;
+  `local/cognito_front.py` makes it as strict as Cognito (codes, token revocation, TOTP).
+- `GET /_local/mailbox` (a page) and `/_local/mailbox.json?to=<email>`: what Cognito would have emailed.
 - Everything else: the claim page from `web/` (what CloudFront serves from S3 on AWS).
 """
 
@@ -53,8 +55,10 @@ from werkzeug.wsgi import LimitedStream
 from lambdas import definitions as d
 from local import apigw
 from local.cloudfront import origin_request_headers, static_file
+from local.cognito_front import CognitoFront
 from local.jwt_authorizer import JwtAuthorizer, Unauthorized, bearer_token
 from local.lambda_runtime import LambdaContext, function, load_handler
+from local.mailbox import Mailbox
 from local.seed import ACCOUNT_ID
 
 LOG = logging.getLogger("latchkey.local.gateway")
@@ -82,9 +86,13 @@ PUBLIC_COGNITO_OPERATIONS = frozenset(
         "VerifyUserAttribute",
         "GetUserAttributeVerificationCode",
         "DeleteUser",
+        "AssociateSoftwareToken",
+        "VerifySoftwareToken",
+        "SetUserMFAPreference",
     }
 )
 COGNITO_TARGET_PREFIX = "AWSCognitoIdentityProviderService."
+MAILBOX_PATHS = ("/_local/mailbox", "/_local/mailbox.json")  # what Cognito would have emailed
 # Framing is the server's business: a function's answer does not set these.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
@@ -334,6 +342,8 @@ class Gateway:
             f"https://cognito-idp.{config.region}.amazonaws.com/{config.user_pool_id}",
             [config.user_pool_client_id],
         )
+        self.mailbox = Mailbox()
+        self.cognito = CognitoFront(config.moto_url, config.user_pool_id, self.mailbox)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -414,6 +424,8 @@ class Gateway:
             return _wsgi(self._config(environ), request_id)
         if raw_path in ("/cognito", "/cognito/"):
             return _wsgi(self._cognito(method, headers, body), request_id)
+        if raw_path in MAILBOX_PATHS and method in ("GET", "HEAD"):
+            return _wsgi(self._mailbox(raw_path, raw_query), request_id)
         compiled, params = self.match(method, raw_path)
         if compiled is not None:
             peer: tuple[str, int] = environ[_ENV_PEER]
@@ -510,25 +522,20 @@ class Gateway:
                 {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": error},
                 body=json.dumps({"__type": error, "message": "Missing Authentication Token"}).encode(),
             )
-        forwarded = urllib.request.Request(  # noqa: S310 (loopback moto)
-            self.config.moto_url + "/",
-            data=body,
-            method="POST",
-            headers={
-                "X-Amz-Target": target,
-                "Content-Type": sent.get("content-type") or "application/x-amz-json-1.1",
-            },
-        )
-        try:
-            with urllib.request.urlopen(forwarded, timeout=30) as answer:  # noqa: S310 (loopback moto)
-                status, answer_headers, data = answer.status, answer.headers, answer.read()
-        except urllib.error.HTTPError as exc:
-            status, answer_headers, data = exc.code, exc.headers, exc.read()
-        out = {"content-type": answer_headers.get("content-type") or "application/x-amz-json-1.1"}
-        for name in ("x-amzn-errortype", "x-amzn-requestid"):
-            if answer_headers.get(name):
-                out[name] = answer_headers[name]
+        status, out, data = self.cognito.handle(operation, body)
         return apigw.Response(status, out, body=data)
+
+    def _mailbox(self, raw_path: str, raw_query: str) -> apigw.Response:
+        to = urllib.parse.parse_qs(raw_query).get("to", [""])[0] or None
+        if raw_path.endswith(".json"):
+            headers = {"content-type": "application/json", "cache-control": "no-store"}
+            return apigw.Response(200, headers, body=self.mailbox.as_json(to))
+        headers = {
+            "content-type": "text/html; charset=utf-8",
+            "cache-control": "no-store",
+            "content-security-policy": "default-src 'none'",
+        }
+        return apigw.Response(200, headers, body=self.mailbox.as_html(to))
 
 
 def _wsgi(answer: apigw.Response, request_id: str) -> Response:

@@ -145,8 +145,15 @@ def _create_user_pool(idp: Any, prefix: str) -> tuple[str, str]:
                 "RequireSymbols": True,
             }
         },
-        AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        # As the stack deploys it by default (infrastructure/auth.py): self sign-up, reset by email only,
+        # optional TOTP.
+        AdminCreateUserConfig={"AllowAdminCreateUserOnly": False},
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
+        MfaConfiguration="OPTIONAL",
     )["UserPool"]["Id"]
+    idp.set_user_pool_mfa_config(
+        UserPoolId=pool_id, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="OPTIONAL"
+    )
     client_id = idp.create_user_pool_client(
         UserPoolId=pool_id,
         ClientName=f"{prefix}-web",
@@ -190,7 +197,7 @@ def seed_in_process(
         c.ENV_CERT_MODE: "own-ca",
         c.ENV_IOT_POLICY_NAME: d.POLICY_NAME,
         c.ENV_THING_TYPE_NAME: d.THING_TYPE_NAME,
-        c.ENV_IOT_ENDPOINT: f"iot.{prefix}.invalid:8883",
+        c.ENV_IOT_ENDPOINT: "iot.test.invalid:8883",  # never resolved: the tests and the bench connect nowhere
         c.ENV_CA_PEM: ca_cert,
         c.ENV_PRODUCT_NAME: product,
     }

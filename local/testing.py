@@ -105,7 +105,8 @@ class Owner:
 
     @property
     def token(self) -> str:
-        """The token the claim page sends (the ID token: it carries `email`)."""
+        """The ID token (the page sends the access token; the API takes the email from either:
+        tests/browser/test_accounts.py and tests/unit/lambdas/test_cognito_adapter.py cover that path)."""
         return self.id_token
 
     def request(

@@ -9,7 +9,8 @@ import { wireDeviceActions } from './device-actions.js';
 import { cardLink, resetDevices } from './devices.js';
 import { confirmAction, dismissDialog, wireDialog } from './dialogs.js';
 import { $, dismissNotice, el, focusOn, notice, setText, show } from './dom.js';
-import { currentSession, hasChallenge, restoreSession, signOut } from './session.js';
+import { resetAccountForms, showSignedOutForm, wireAccount } from './account.js';
+import { challengeType, currentSession, restoreSession, signOut } from './session.js';
 import { showSigninError, wireSignin } from './signin.js';
 import { currentView, restartPolling, setRouter, showView, stopPolling } from './views.js';
 
@@ -22,13 +23,21 @@ function route() {
   if (!currentSession()) {
     stopPolling();
     showView('signin');
-    const challenge = hasChallenge();
-    show($('signin-form'), !challenge);
-    show($('newpw-form'), challenge);
+    showSignedOutForm(challengeType());
     const code = prefilledCode();
     setText($('signin-claim-note'), code ? `Sign in to claim the device with the code ${code}.` : '');
     show($('signin-claim-note'), Boolean(code));
-    if (previous === 'devices' || previous === 'details') focusOn($('signin-heading')); // signed out
+    if (previous && !['boot', 'signin'].includes(previous)) focusOn($('signin-heading')); // signed out
+    return;
+  }
+  if (location.hash === '#/account') {
+    closeDetails();
+    showView('account');
+    if (previous !== 'account') {
+      document.dispatchEvent(new CustomEvent('latchkey:account-opened'));
+      focusOn($('account-heading'));
+    }
+    restartPolling();
     return;
   }
   const match = location.hash.match(/^#\/devices\/([^/?#]+)$/);
@@ -54,6 +63,7 @@ function resetAppState() {
   resetClaim();
   dismissDialog();
   dismissNotice();
+  resetAccountForms();
   lastDetailsId = null;
 }
 
@@ -77,6 +87,7 @@ function wire() {
   setRouter(route);
   wireClaim();
   wireSignin();
+  wireAccount();
   wireDeviceActions();
   wireDialog();
   $('signout-button').addEventListener('click', () => signOut());

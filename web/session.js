@@ -1,5 +1,5 @@
-// The signed-in owner: Cognito calls from the browser (sign in, new-password challenge, refresh, sign
-// out) and the tokens in sessionStorage. Signing out is announced with a `latchkey:signed-out` event
+// The signed-in owner: Cognito calls from the browser (sign in, new-password and TOTP challenges,
+// refresh, sign out; `cognito()` for the account flows in account-api.js) and the tokens in sessionStorage. Signing out is announced with a `latchkey:signed-out` event
 // so that this module needs nothing from the views.
 import { config } from './config.js';
 import { EXPIRED_MESSAGE, NETWORK_MESSAGE, TIMEOUT_MESSAGE, fetchWithTimeout, isTimeout } from './http.js';
@@ -7,11 +7,12 @@ import { EXPIRED_MESSAGE, NETWORK_MESSAGE, TIMEOUT_MESSAGE, fetchWithTimeout, is
 const SESSION_KEY = 'latchkey.session';
 
 let session = null; // {sub, accessToken, idToken, refreshToken, expiresAt, email}
-let challenge = null; // {session, email} while NEW_PASSWORD_REQUIRED is open
+let challenge = null; // {type: 'new-password' | 'mfa', session, email} while a sign-in challenge is open
 let refreshing = null;
 
 export const currentSession = () => session;
 export const hasChallenge = () => Boolean(challenge);
+export const challengeType = () => (challenge ? challenge.type : null);
 
 export function cancelChallenge() {
   challenge = null;
@@ -29,19 +30,34 @@ function cognitoMessage(type, raw) {
   switch (type) {
     case 'NotAuthorizedException':
       if (/attempts exceeded/i.test(text)) return 'Too many failed sign-ins — wait a few minutes and try again.';
-      if (/refresh token/i.test(text)) return EXPIRED_MESSAGE;
+      if (/refresh token|access token/i.test(text)) return EXPIRED_MESSAGE;
+      if (/session is expired/i.test(text)) return 'The sign-in took too long — go back and sign in again.';
       return 'Incorrect email or password.';
     case 'UserNotFoundException':
       return 'Incorrect email or password.';
     case 'UserNotConfirmedException':
-      return "Your account isn't confirmed yet — follow the link in the email you received.";
+      return "Your account isn't confirmed yet — enter the code from the email we sent you.";
+    case 'UsernameExistsException':
+      return 'An account with this email already exists — sign in, or reset your password.';
+    case 'CodeMismatchException':
+      return /auth state/i.test(text)
+        ? "That code isn't right — check your authenticator app and try again."
+        : "That code isn't right — check the email and try again.";
+    case 'ExpiredCodeException':
+      return /already been used/i.test(text)
+        ? 'That code was used already — wait for the next one in your authenticator app.'
+        : 'That code has expired — ask for a new one.';
+    case 'EnableSoftwareTokenMFAException':
+      return "That code isn't right — check the code in your authenticator app and try again.";
     case 'PasswordResetRequiredException':
       return 'You need to reset your password before you can sign in.';
     case 'InvalidPasswordException':
-      return text || "That password doesn't meet the password rules.";
+      return 'The password needs at least 12 characters, with upper- and lowercase letters, a digit and a symbol.';
     case 'TooManyRequestsException':
     case 'LimitExceededException':
-      return 'Too many attempts — wait a minute and try again.';
+      return /attempt limit/i.test(text)
+        ? 'Too many wrong codes — ask for a new code.'
+        : 'Too many attempts — wait a minute and try again.';
     case 'InvalidParameterException':
       return text || 'Enter your email and password.';
     default:
@@ -49,7 +65,8 @@ function cognitoMessage(type, raw) {
   }
 }
 
-async function cognito(target, payload) {
+/** One Cognito user-pool call; AuthError (with `type` and a sentence) when Cognito says no. */
+export async function cognito(target, payload) {
   let res;
   try {
     res = await fetchWithTimeout(config.cognitoEndpoint, {
@@ -123,7 +140,8 @@ function sessionFromResult(result, email, previous = null) {
   };
 }
 
-/** Resolves 'ok' when signed in, 'new-password' when Cognito asks for a new password first. */
+/** Resolves 'ok' when signed in, 'new-password' when Cognito asks for a new password first, 'mfa' when
+ * it asks for the code of the authenticator app. */
 export async function signIn(email, password) {
   const r = await cognito('InitiateAuth', {
     AuthFlow: 'USER_PASSWORD_AUTH',
@@ -131,8 +149,12 @@ export async function signIn(email, password) {
     AuthParameters: { USERNAME: email, PASSWORD: password },
   });
   if (r.ChallengeName === 'NEW_PASSWORD_REQUIRED') {
-    challenge = { session: r.Session, email };
+    challenge = { type: 'new-password', session: r.Session, email };
     return 'new-password';
+  }
+  if (r.ChallengeName === 'SOFTWARE_TOKEN_MFA') {
+    challenge = { type: 'mfa', session: r.Session, email };
+    return 'mfa';
   }
   if (r.ChallengeName || !r.AuthenticationResult) {
     throw new AuthError('challenge', "This account needs a sign-in step this page doesn't support yet.");
@@ -150,6 +172,20 @@ export async function answerNewPassword(newPassword) {
     ChallengeResponses: { USERNAME: email, NEW_PASSWORD: newPassword },
   });
   if (!r.AuthenticationResult) throw new AuthError('challenge', 'Setting the password failed — try signing in again.');
+  challenge = null;
+  saveSession(sessionFromResult(r.AuthenticationResult, email));
+}
+
+export async function answerMfa(code) {
+  const { session: challengeSession, email } = challenge;
+  const r = await cognito('RespondToAuthChallenge', {
+    ChallengeName: 'SOFTWARE_TOKEN_MFA',
+    ClientId: config.value.userPoolClientId,
+    Session: challengeSession,
+    ChallengeResponses: { USERNAME: email, SOFTWARE_TOKEN_MFA_CODE: code },
+  });
+  if (r.Session) challenge.session = r.Session; // a wrong code keeps the challenge open
+  if (!r.AuthenticationResult) throw new AuthError('challenge', 'Signing in failed — try signing in again.');
   challenge = null;
   saveSession(sessionFromResult(r.AuthenticationResult, email));
 }

@@ -1,4 +1,5 @@
-// The sign-in form and Cognito's new-password challenge.
+// The sign-in form and Cognito's new-password challenge (the other account forms: account.js).
+import { startConfirm } from './account.js';
 import { $, setText, show } from './dom.js';
 import { answerNewPassword, cancelChallenge, signIn } from './session.js';
 import { route } from './views.js';
@@ -18,6 +19,8 @@ async function submitSignin(event) {
     return;
   }
   showSigninError('');
+  setText($('signin-info'), '');
+  show($('signin-info'), false);
   const button = $('signin-submit');
   button.disabled = true;
   setText(button, 'Signing in…');
@@ -26,7 +29,13 @@ async function submitSignin(event) {
     $('signin-password').value = '';
     route();
     if (outcome === 'new-password') $('newpw-password').focus();
+    if (outcome === 'mfa') $('mfa-code').focus();
   } catch (err) {
+    if (err.type === 'UserNotConfirmedException') {
+      $('signin-password').value = '';
+      startConfirm(email, password); // the code is what is missing: ask for it here
+      return;
+    }
     showSigninError(err.message);
   } finally {
     button.disabled = false;

@@ -11,8 +11,9 @@ const VIEWS = [
   ['signin', 'signin-view'],
   ['devices', 'devices-view'],
   ['details', 'details-view'],
+  ['account', 'account-view'],
 ];
-const TITLES = { signin: 'Sign in', devices: 'My Devices', details: 'Device' };
+const TITLES = { signin: 'Sign in', devices: 'My Devices', details: 'Device', account: 'Account' };
 
 let view = null;
 let router = () => {};

@@ -12,8 +12,9 @@ return plain dicts (their views are built by `lambdas.domain`), and the models a
 request that validates a body or builds the document (`_models()`), into this module's namespace, where
 Powertools resolves the routes' annotations.
 
-The caller is the JWT's `sub` claim (API Gateway verified the token); the display email comes from the
-`email` claim, else `username`/`cognito:username`.
+The caller is the JWT's `sub` claim (API Gateway verified the token); the caller's email is the `email`
+claim of an ID token, else the user pool's record of the account (`lambdas.adapters.cognito.caller_email`:
+the access token the page sends has no `email`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from lambdas import definitions, http, logs
-from lambdas.errors import BadRequest, LatchkeyError, Unauthorized
+from lambdas.adapters import cognito
+from lambdas.errors import BadRequest, LatchkeyError, ServiceUnavailable, Unauthorized
 from lambdas.logic import claims, owner
 
 if TYPE_CHECKING:  # imported by _models() when first needed
@@ -197,14 +199,22 @@ def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
 # --- the caller --------------------------------------------------------------------------------------
 
 
-def _caller() -> tuple[str, str | None]:
-    """(owner id, display email) from the JWT claims the authorizer verified; 401 without them."""
+def _caller(with_email: bool = False) -> tuple[str, str | None]:
+    """(owner id, email) from the JWT claims the authorizer verified; 401 without them. The email is an
+    ID token's claim, or with `with_email` (routes that store it) the pool's record: an access token has
+    none, and reads should not wait for Cognito."""
     claims_ = app.current_event.request_context.authorizer.jwt_claim
     sub = claims_.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("Sign in to use this API.")
-    email = claims_.get("email") or claims_.get("username") or claims_.get("cognito:username")
-    return sub, str(email) if email else None
+    if not with_email:
+        email = claims_.get("email")
+        return sub, str(email) if email else None
+    try:
+        return sub, cognito.caller_email(claims_)
+    except Exception as exc:  # the pool unreachable: storing no email would be wrong, so say so
+        logs.event(log, 40, "caller_email_unavailable", error=type(exc).__name__)
+        raise ServiceUnavailable("Your account could not be read just now - try again.") from exc
 
 
 def _source_ip() -> str:
@@ -238,7 +248,7 @@ DEVICES = ["devices"]
     responses=_responses(200, "The claimed device.", 400, 401, 404, 409, 413, 429),
 )
 def claim(body: ClaimRequest) -> Device:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     device, _ = claims.claim_device(owner_id, email, body.claimCode, body.name, _source_ip())
     return Device(**device)
 
@@ -386,7 +396,7 @@ def _registration() -> Any:
     responses=_responses(201, "The pending device, its token and device configuration.", 400, 401, 429),
 )
 def create_pending(body: PendingCreateRequest) -> dict[str, Any]:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     result: dict[str, Any] = _registration().create_pending(
         owner_id, email, body.name, body.board, _source_ip(), api_url=_public_api_url()
     )
@@ -430,7 +440,7 @@ def delete_pending(id: str) -> None:
     responses=_responses(200, "The claimed device.", 401, 404, 409),
 )
 def claim_pending(id: str) -> dict[str, Any]:
-    owner_id, email = _caller()
+    owner_id, email = _caller(with_email=True)
     result: dict[str, Any] = _registration().claim_pending(owner_id, email, id, _source_ip())
     return result
 

@@ -1,9 +1,16 @@
 """Owner API Lambda: the claim page's HTTP API behind the Cognito JWT authorizer, and its OpenAPI document.
 
-Powertools' APIGatewayHttpResolver routes and validates with the pydantic models of `lambdas.models`;
-route functions only parse, call `lambdas.logic`, and wrap the answer in a model. One exception handler
-turns everything into `{"error", "message"}` JSON: domain errors with their status, validation errors as
-400 `validation_error` with a sentence naming the field, anything else as a logged 500.
+Powertools' APIGatewayHttpResolver routes; every route but the reading (GET) ones is validated with the
+pydantic models of `lambdas.models`, request and response. Route functions only parse, call
+`lambdas.logic`, and return the answer. One exception handler turns everything into `{"error", "message"}`
+JSON: domain errors with their status, validation errors as 400 `validation_error` with a sentence
+naming the field, anything else as a logged 500.
+
+Cold start: pydantic costs more to import than the rest of this function together (docs/performance.md),
+and the page's first request (`GET /v1/devices`) needs none of it. So reading routes are not validated and
+return plain dicts (their views are built by `lambdas.domain`), and the models are imported by the first
+request that validates a body or builds the document (`_models()`), into this module's namespace, where
+Powertools resolves the routes' annotations.
 
 The caller is the JWT's `sub` claim (API Gateway verified the token); the caller's email is the `email`
 claim of an ID token, else the user pool's record of the account (`lambdas.adapters.cognito.caller_email`:
@@ -12,9 +19,10 @@ the access token the page sends has no `email`).
 
 from __future__ import annotations
 
+import inspect
 import os
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
@@ -27,22 +35,23 @@ from lambdas import definitions, http, logs
 from lambdas.adapters import cognito
 from lambdas.errors import BadRequest, LatchkeyError, ServiceUnavailable, Unauthorized
 from lambdas.logic import claims, owner
-from lambdas.models.common import ErrorBody, GatewayError
-from lambdas.models.owner import (
-    ClaimRequest,
-    Device,
-    DeviceList,
-    EventList,
-    RenameRequest,
-    Share,
-    ShareList,
-    ShareRequest,
-    Transfer,
-    TransferList,
-    TransferRequest,
-)
-from lambdas.models.pending import PendingCreateRequest
-from lambdas.models.state import StatePatch
+
+if TYPE_CHECKING:  # imported by _models() when first needed
+    from lambdas.models.owner import (
+        ClaimRequest,
+        Device,
+        DeviceList,
+        EventList,
+        RenameRequest,
+        Share,
+        ShareList,
+        ShareRequest,
+        Transfer,
+        TransferList,
+        TransferRequest,
+    )
+    from lambdas.models.pending import PendingCreateRequest
+    from lambdas.models.state import StatePatch
 
 log = logs.logger("owner_api")
 
@@ -51,7 +60,7 @@ API_VERSION = "1.0.0"
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 JSON = "application/json"
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=False)  # per route: see route()
 OWNER_ROUTES = {r.route_key: r for r in definitions.ROUTES if r.function == "OwnerApi"}
 REGISTERED: set[str] = set()  # route keys with a route function (tests compare it with OWNER_ROUTES)
 
@@ -63,7 +72,46 @@ def route(method: str, path: str, **options: Any) -> Any:
     if key not in OWNER_ROUTES:
         raise LookupError(f"{key} is not declared in lambdas/definitions.py ROUTES")
     REGISTERED.add(key)
-    return app.route(path.replace("{", "<").replace("}", ">"), method=[method], **options)
+    rule = path.replace("{", "<").replace("}", ">")
+
+    def register(func: Any) -> Any:
+        # inspect.signature reads parameter names without evaluating the (string) annotations.
+        if not validated and "body" in inspect.signature(func).parameters:
+            raise TypeError(f"{key}: a reading route takes no body")
+        return app.route(rule, method=[method], enable_validation=validated, **options)(func)
+
+    validated = method not in READING
+    return register
+
+
+READING = ("GET", "HEAD", "OPTIONS")  # not validated: they answer with views built by lambdas.domain
+
+
+def _models() -> None:
+    """Import the pydantic models into this module's namespace (Powertools resolves annotations there)."""
+    if "ClaimRequest" in globals():
+        return
+    from lambdas.models import common, owner, pending, state
+
+    names = {
+        common: ("ErrorBody", "GatewayError"),
+        owner: (
+            "ClaimRequest",
+            "Device",
+            "DeviceList",
+            "EventList",
+            "RenameRequest",
+            "Share",
+            "ShareList",
+            "ShareRequest",
+            "Transfer",
+            "TransferList",
+            "TransferRequest",
+        ),
+        pending: ("PendingCreateRequest",),
+        state: ("StatePatch",),
+    }
+    globals().update({name: getattr(module, name) for module, items in names.items() for name in items})
 
 
 # --- errors ------------------------------------------------------------------------------------------
@@ -168,7 +216,8 @@ def _responses(ok: int, description: str, *codes: int) -> dict[int, Any]:
         413: "Request body larger than 16 KB.",
         429: "Too many failed attempts; see `Retry-After`.",
     }
-    errors = {code: {"description": text[code], "content": {JSON: {"model": ErrorBody}}} for code in codes}
+    error_body = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}  # a reference: no model at import
+    errors = {code: {"description": text[code], "content": {JSON: error_body}} for code in codes}
     return {ok: {"description": description}, **errors}
 
 
@@ -239,7 +288,7 @@ def claim(body: ClaimRequest) -> Device:
 )
 def list_devices() -> DeviceList:
     owner_id, _ = _caller()
-    return DeviceList(devices=[Device(**d) for d in owner.list_devices(owner_id)])
+    return {"devices": owner.list_devices(owner_id)}  # type: ignore[return-value]  # the DeviceList shape
 
 
 @route(
@@ -252,7 +301,7 @@ def list_devices() -> DeviceList:
 )
 def get_device(id: str) -> Device:
     owner_id, _ = _caller()
-    return Device(**owner.get_device(owner_id, id))
+    return owner.get_device(owner_id, id)  # type: ignore[return-value]  # the Device shape
 
 
 @route(
@@ -322,7 +371,7 @@ def release_device(id: str) -> Device:
 )
 def device_events(id: str) -> EventList:
     owner_id, _ = _caller()
-    return EventList.model_validate({"events": owner.events(owner_id, id)})
+    return {"events": owner.events(owner_id, id)}  # type: ignore[return-value]  # the EventList shape
 
 
 @route(
@@ -378,7 +427,7 @@ def _transfer() -> Any:
 )
 def list_shares(id: str) -> ShareList:
     caller, _ = _caller()
-    return ShareList.model_validate({"shares": _sharing().list_shares(caller, id)})
+    return {"shares": _sharing().list_shares(caller, id)}  # type: ignore[return-value]  # the ShareList shape
 
 
 @route(
@@ -437,7 +486,7 @@ def offer_transfer(id: str, body: TransferRequest) -> Transfer:
 )
 def list_transfers() -> TransferList:
     caller, _ = _caller()
-    return TransferList.model_validate({"transfers": _transfer().list_transfers(caller)})
+    return {"transfers": _transfer().list_transfers(caller)}  # type: ignore[return-value]  # the TransferList shape
 
 
 @route(
@@ -567,6 +616,8 @@ def openapi_document() -> dict[str, Any]:
 
     from lambdas.models.device import device_openapi
 
+    _models()
+
     schema = app.get_openapi_schema(
         title=TITLE,
         version=API_VERSION,
@@ -616,6 +667,8 @@ def _describe_errors_as_answered(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)
+    from lambdas.models.common import ErrorBody, GatewayError
+
     schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
     schemas.setdefault("GatewayError", GatewayError.model_json_schema())
 
@@ -626,6 +679,13 @@ def openapi_json() -> dict[str, Any]:
 
 
 # --- entry point -------------------------------------------------------------------------------------
+
+
+def _method(event: dict[str, Any]) -> str:
+    context = event.get("requestContext")
+    ctx_http = context.get("http") if isinstance(context, dict) else None
+    method = ctx_http.get("method") if isinstance(ctx_http, dict) else None
+    return str(method or event.get("httpMethod") or "").upper()
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -641,6 +701,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             http.json_value(raw)
         except BadRequest as error:
             return http.error_response(ValidationFailed(error.message))
+    if _method(event) not in READING:
+        _models()  # a validated route: Powertools resolves its annotations on the first call
     response = app.resolve(event, context)
     headers = response.setdefault("headers", {})
     if response.get("statusCode") == 204:  # no content: not even the "null" Powertools serializes

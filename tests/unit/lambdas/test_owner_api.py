@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -329,6 +330,36 @@ def test_handler_import_is_modest():
         "assert 'lambdas.adapters.iot' not in sys.modules and 'lambdas.models.device' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_reading_routes_load_no_pydantic():
+    """The page's first request (GET /v1/devices) is the owner API's cold start: it must not pay for
+    pydantic (docs/performance.md); the first validated request loads the models. A fresh process, with
+    its own in-process moto."""
+    code = """
+import os, sys
+import boto3
+from moto import mock_aws
+from local.seed import seed_in_process
+from tests.unit.lambdas.conftest import CLAIM_CODE_KEY, owner_event, test_ca
+
+os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="t", AWS_SECRET_ACCESS_KEY="t")
+with mock_aws():
+    cert, key = test_ca()
+    os.environ.update(seed_in_process(boto3.Session(), prefix="cold", ca_cert=cert, ca_key=key,
+                                      claim_code_key=CLAIM_CODE_KEY, product="Cold"))
+    from lambdas.handlers import owner_api
+
+    for path in ("/v1/devices", "/v1/devices/lk-none", "/v1/pending"):
+        answer = owner_api.handler(owner_event("GET", path, sub="u1"), None)
+        assert answer["statusCode"] in (200, 404), answer
+    assert "pydantic" not in sys.modules, "a reading route imported pydantic"
+    answer = owner_api.handler(owner_event("PATCH", "/v1/devices/lk-none", sub="u1", body={}), None)
+    assert answer["statusCode"] == 400, answer
+    assert "pydantic" in sys.modules
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LATCHKEY_", "AWS_"))}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
 
 
 def test_owner_routes_are_declared_once_and_all_served():

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from firmware import __version__, sysinfo
+from firmware import __version__, schedule, sysinfo
 from firmware.api import DeviceApi, Http, NetworkError, Response, UrllibHttp, tls_context
 from firmware.clock import Clock, SystemClock
 from firmware.config import AgentConfig, ConfigError
@@ -30,7 +30,6 @@ from firmware.identity import (
     load_or_create_key,
     save_identity_file,
 )
-from firmware import schedule
 from firmware.schedule import Backoff, Reconnect
 from firmware.transport import MqttSettings, PahoTransport, Transport, TransportError
 

@@ -399,6 +399,10 @@ class Agent:
         if response.status in (403, 404):
             return self.backoff.at_cap(retry_after)  # not the device API's answer: keep asking, slowly
         if response.status == 429:
+            if self.credentials is not None and self.credentials.acked:
+                # A check after failed MQTT connects: no news is no reason to poll again; back to MQTT.
+                self.state = State.CONNECT
+                return self.reconnect.next()
             wait = self._throttled_wait(retry_after)
             log.warning("poll rate-limited; waiting %.0f s", wait)
             return wait

@@ -36,9 +36,11 @@ FIRST_POLL_SPREAD = 10.0
 RECONNECT_INITIAL = 2.0
 RECONNECT_CAP = 300.0
 # A failed MQTT connect is retried on MQTT; the device API is asked (is the certificate still good?)
-# only on the CHECK_AFTER-th consecutive failure and then each time the count doubles, so an IoT outage
-# costs each device a handful of polls rather than one per reconnect.
-CHECK_AFTER = 3
+# only on the CHECK_AFTER-th consecutive failure (some 4-8 minutes in) and then each time the count
+# doubles, so an IoT outage or a throttled reconnect storm costs each device a handful of polls rather
+# than one per reconnect, and devices that get back within minutes never poll at all. A throttled check
+# (429) is not retried: the device goes back to MQTT.
+CHECK_AFTER = 8
 # A throttled answer (429) without a Retry-After (API Gateway's own throttle sends none) is retried after
 # an equal-jitter exponential wait from THROTTLE_INITIAL; one with a Retry-After R after a uniform
 # wait in [R, R x (1 + THROTTLE_SPREAD)], so a server that sheds load spreads the retries it asks for.
@@ -159,7 +161,7 @@ def throttled_delay(
 
 def should_check_service(failures: int, check_after: int = CHECK_AFTER) -> bool:
     """Whether the `failures`-th consecutive failed MQTT connect is one to check with the device API:
-    the check_after-th, then 2x, 4x, ... that (3, 6, 12, 24, ... by default)."""
+    the check_after-th, then 2x, 4x, ... that (8, 16, 32, ... by default)."""
     if failures < check_after or check_after <= 0:
         return False
     ratio = failures // check_after

@@ -16,7 +16,7 @@ from firmware.config import AgentConfig, ConfigError
 from firmware.credentials import Credentials, CredentialStore
 from firmware.exits import ExitCode, Unrecoverable
 from firmware.identity import load_identity_file
-from firmware.schedule import DEFAULT_CAP
+from firmware.schedule import CHECK_AFTER, DEFAULT_CAP
 from tests.unit.firmware.firmware_fakes import (
     DEVICE_ID,
     SYSTEM_INFO,
@@ -364,11 +364,11 @@ def test_lost_connection_reconnects_with_backoff(api, make_agent):
 
 def test_released_while_offline_wipes_when_the_api_says_unclaimed(api, make_agent, tmp_path):
     CredentialStore(tmp_path / "state").save(Credentials.from_poll(provisioned()).with_ack())
-    transport = FakeTransport(refuse=3)
+    transport = FakeTransport(refuse=CHECK_AFTER)
     agent = make_agent(transport)
 
-    for _ in range(3):
-        agent.step()  # connect refused: retried on MQTT, the third time checked with the service
+    for _ in range(CHECK_AFTER):
+        agent.step()  # connect refused: retried on MQTT, the CHECK_AFTER-th time checked with the service
     agent.step()  # poll: unclaimed
 
     assert api.paths() == [POLL]

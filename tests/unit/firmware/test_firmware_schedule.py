@@ -154,7 +154,7 @@ def test_mqtt_reconnect_backoff_is_jittered_exponential_and_bounded():
 
 def test_an_mqtt_failure_checks_the_service_only_on_doubling_counts():
     checks = [n for n in range(1, 200) if should_check_service(n)]
-    assert checks == [3, 6, 12, 24, 48, 96, 192]
+    assert checks == [8, 16, 32, 64, 128]
 
 
 def test_throttled_answers_are_spread():

@@ -98,6 +98,7 @@ def simulate(spec: StormSpec, tick: Tick | None = None) -> StormResult:
     api = _Bucket(spec.api_rate, spec.api_burst)
     result = StormResult(spec)
     online = 0
+    carry = 0.0
     done = every(spec.seconds, tick)
     for second in range(spec.seconds):
         due: list[tuple[float, int, int]] = []
@@ -111,7 +112,13 @@ def simulate(spec: StormSpec, tick: Tick | None = None) -> StormResult:
             result.capped_by_concurrency = True
         connects_admitted = min(connects, spec.connect_quota, room)
         p_api = api_admitted / api_offered if api_offered else 1.0
-        p_connect = connects_admitted / connects if connects else 1.0
+        # Exactly the capacity's worth of sampled connects gets in (fractions carried to the next second),
+        # chosen at random among the attempts of this second.
+        slots = connects_admitted / w_claimed + carry if w_claimed else 0.0
+        admit = int(slots)
+        carry = slots - admit if connects > connects_admitted else 0.0
+        rng.shuffle(due)
+        connected = 0
         for t, device, action in due:
             if action == POLL:
                 if rng.random() < p_api:
@@ -123,8 +130,9 @@ def simulate(spec: StormSpec, tick: Tick | None = None) -> StormResult:
                     backoffs[device].age += wait
                 heapq.heappush(heap, (t + wait, device, POLL))
             elif action == CONNECT:
-                if rng.random() < p_connect:
+                if connected < admit:
                     online += 1
+                    connected += 1
                     continue
                 reconnect = reconnects[device - k_unclaimed]
                 wait = reconnect.next()
@@ -139,7 +147,7 @@ def simulate(spec: StormSpec, tick: Tick | None = None) -> StormResult:
         result.api_offered.append(api_offered)
         result.api_admitted.append(api_admitted)
         result.connects_offered.append(connects)
-        result.connects_admitted.append(connects_admitted)
+        result.connects_admitted.append(connected * w_claimed)
         result.online.append(online / k_claimed if k_claimed else 1.0)
         done(second + 1)
     return result

@@ -22,6 +22,7 @@ from firmware import schedule
 from fleetsim.replay import Tick, every
 
 POLL, CONNECT, CHECK = 0, 1, 2
+SETTLED_S = 900  # simulate at least this long: the unclaimed devices' fast window and its waves
 
 
 @dataclass(frozen=True)
@@ -150,4 +151,8 @@ def simulate(spec: StormSpec, tick: Tick | None = None) -> StormResult:
         result.connects_admitted.append(connected * w_claimed)
         result.online.append(online / k_claimed if k_claimed else 1.0)
         done(second + 1)
+        if online == k_claimed and second >= SETTLED_S:
+            break  # everyone is back and the unclaimed devices are past their fast window
+    if tick is not None:
+        tick(1.0)
     return result

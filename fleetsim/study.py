@@ -171,6 +171,9 @@ def storm_spec(spec: StudySpec, prices: dict[str, Any]) -> storm_m.StormSpec:
         connect_quota=float(quotas.get("iot_connect_per_second", 500)),
         # The fleet cannot be online at all under the default; the storm assumes it was raised to fit.
         concurrent_quota=max(float(quotas.get("iot_concurrent_connections", 500_000)), spec.fleet.devices),
+        # No more samples than devices: a small fleet is simulated device by device.
+        claimed_samples=max(1, min(storm_m.StormSpec.claimed_samples, spec.fleet.devices)),
+        unclaimed_samples=max(1, min(storm_m.StormSpec.unclaimed_samples, spec.fleet.devices)),
         seed=spec.seed,
     )
 

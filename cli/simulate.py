@@ -86,7 +86,10 @@ def service_facts() -> Service:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--sweep/--no-sweep", default=True, show_default=True, help="Sweep the schedule's growth.")
 @click.option(
-    "--storm/--no-storm", default=True, show_default=True, help="Simulate the reconnect storm after an outage."
+    "--storm/--no-storm",
+    default=True,
+    show_default=True,
+    help="Simulate the reconnect storm after an outage.",
 )
 @click.option(
     "--plot",

@@ -516,7 +516,7 @@ class Agent:
             self.transport.disconnect()
             wait = self.reconnect.next()
             # Refused may mean revoked or released: the API knows. But a throttled or unreachable broker
-            # looks the same, so ask it only on some failures (3rd, 6th, 12th, ...), not on every one.
+            # looks the same, so ask it only on some failures (8th, 16th, 32nd, ...), not on every one.
             check = self.reconnect.check_service()
             log.warning(
                 "MQTT connect to %s:%s failed (%d in a row): %s; %s in %.0f s",

@@ -143,12 +143,15 @@ def _storm_only_study() -> study.Study:
 
 
 class _Api:
-    def __init__(self, clock: VirtualClock) -> None:
+    """The device API as the agent's Http: every poll gets `answer`; records the virtual time of each."""
+
+    def __init__(self, clock: VirtualClock, answer: dict | None = None) -> None:
         self.clock, self.polls = clock, []
+        self.answer = answer or {"status": "unclaimed", "retryAfter": 0}
 
     def post(self, url, body, headers, timeout):
         self.polls.append(self.clock.monotonic())
-        return Response(200, {"status": "unclaimed", "retryAfter": 0})
+        return Response(200, dict(self.answer))
 
 
 def test_the_agent_waits_a_bounded_random_moment_before_its_first_poll(tmp_path):
@@ -172,3 +175,32 @@ def test_the_agent_waits_a_bounded_random_moment_before_its_first_poll(tmp_path)
         firsts.append(api.polls[0] - start)
     assert all(0 <= f <= schedule.FIRST_POLL_SPREAD for f in firsts)
     assert len(set(firsts)) == len(firsts) and max(firsts) - min(firsts) > 2  # random, not one offset
+
+
+def test_a_broker_that_keeps_refusing_costs_a_handful_of_polls_not_one_per_reconnect(tmp_path):
+    # Given a device with acknowledged credentials whose broker refuses 40 connects in a row
+    from firmware.credentials import Credentials, CredentialStore
+    from tests.unit.firmware.firmware_fakes import provisioned
+
+    CredentialStore(tmp_path / "state").save(Credentials.from_poll(provisioned()).with_ack())
+    clock = VirtualClock()
+    api = _Api(clock, {"status": "active", "retryAfter": 0})
+    identity_file, _ = write_identity(tmp_path)
+    transport = FakeTransport(refuse=40)
+    agent = Agent(
+        AgentConfig(api_url="http://api.invalid", identity_file=identity_file, state_dir=tmp_path / "state"),
+        clock=clock,
+        rng=random.Random(5),
+        http=api,
+        transport=transport,
+        system_info=lambda: dict(SYSTEM_INFO),
+    )
+    waits = []
+    while len(transport.connects) < 41 and len(waits) < 200:
+        waits.append(agent.step())
+        clock.advance(waits[-1])
+    # Then it asked the device API only on the 8th, 16th and 32nd failure, and its waits were jittered
+    assert len(transport.connects) == 41 and len(api.polls) == 3
+    reconnects = [w for w in waits if w > 0][:6]
+    assert all(2 ** (n - 1) <= w <= 2**n for n, w in enumerate(reconnects, start=1))  # [b/2, b], b = 2^n
+    assert len(set(reconnects)) == len(reconnects)

@@ -97,7 +97,8 @@ def draw_bill(ax: Any, study: Study) -> None:
     from fleetsim import cost
 
     designs = [d for d in ("floor", "today") if d in study.fleet_bills]
-    names = {"floor": "agent, presence at the floor", "today": "today: 60 s cap, status + shadow every 30 s"}
+    # Short labels: long ones would push this panel's axis right and crop the titles below.
+    names = {"floor": "agent,\nat the floor", "today": "today"}
     left = [0.0] * len(designs)
     for k, component in enumerate(cost.COMPONENTS):
         widths = [study.fleet_bills[d].cost[component] for d in designs]

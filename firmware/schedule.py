@@ -168,6 +168,21 @@ def should_check_service(failures: int, check_after: int = CHECK_AFTER) -> bool:
     return failures % check_after == 0 and ratio & (ratio - 1) == 0
 
 
+def attempts_to_cap(
+    initial: float = INITIAL_DELAY,
+    cap: float = DEFAULT_CAP,
+    fast_wait: float = FAST_WAIT,
+    fast_window: float = FAST_WINDOW,
+    growth: float = GROWTH,
+) -> int:
+    """The first attempt whose un-jittered wait is the cap (about 50 with the defaults: 7.2 h in)."""
+    attempt, age = 1, 0.0
+    while (wait := age_delay(age, attempt, initial, cap, fast_wait, fast_window, growth)) < cap:
+        age += wait
+        attempt += 1
+    return attempt
+
+
 def validate(initial: float, cap: float, jitter: float) -> None:
     if initial <= 0:
         raise ValueError(f"backoff_initial must be > 0, got {initial}")

@@ -116,6 +116,43 @@ def online_usage(profile: dict[str, Any], prices: dict[str, Any]) -> Usage:
     )
 
 
+def presence_usage(design: str, prices: dict[str, Any]) -> Usage:
+    """One online idle device for a month under presence `design` ("floor": what the agent does now,
+    "today": the 30 s status and shadow of before), from the rates the agent's code states
+    (firmware.config PRESENCE_*), with prices.toml's reconnects a day; prices.toml [presence.<design>]
+    when the agent has no such rates."""
+    from firmware import config as agent_config
+
+    idle = getattr(
+        agent_config, "PRESENCE_PER_IDLE_DAY" if design == "floor" else "PRESENCE_BEFORE_PER_IDLE_DAY", None
+    )
+    per_connection = getattr(agent_config, "PRESENCE_PER_CONNECTION", None)
+    profile = prices["presence"][design]
+    if idle is None or per_connection is None:
+        return online_usage(profile, prices)
+    days, connects = DAYS_PER_MONTH, float(profile["connects_per_day"])
+    daily = {
+        name: getattr(idle, name) + connects * getattr(per_connection, name)
+        for name in ("messages", "rules", "invocations", "strong_reads", "writes", "shadow_operations")
+    }
+    memory = _assumption(prices, "presence", "memory_mb", 256)
+    billed = _assumption(prices, "presence", "billed_ms", 20)
+    invocations = daily["invocations"] * days
+    return Usage(
+        connection_minutes=MINUTES_PER_MONTH,
+        # + the CONNECT and its SUBSCRIBEs, metered too
+        messages=(daily["messages"] + connects * (1 + float(profile["subscribes_per_connect"]))) * days,
+        rules=daily["rules"] * days,
+        actions=daily["rules"] * days,
+        registry_operations=daily["rules"] * days,  # the rule's WHERE reads the registry
+        shadow_operations=daily["shadow_operations"] * days,
+        lambda_requests=invocations,
+        lambda_gb_seconds=_gb_seconds(invocations, memory, billed),
+        read_units=daily["strong_reads"] * days,
+        write_units=daily["writes"] * days,
+    )
+
+
 def toggle_usage(toggles_per_day: float, prices: dict[str, Any]) -> Usage:
     """An owner toggling a relay `toggles_per_day` times a day, for a month ([toggle])."""
     t = prices["toggle"]
@@ -185,7 +222,7 @@ def fleet_bill(
     unclaimed = float(mix["unclaimed"]) if unclaimed is None else unclaimed
     toggling = min(float(mix["toggling"]), 1.0 - unclaimed)
     idle = max(0.0, 1.0 - unclaimed - toggling)
-    online = online_usage(prices["presence"][design], prices)
+    online = presence_usage(design, prices)
     usage = {
         "unclaimed": poll_usage(poll_requests, poll_writes, workload),
         "online_idle": online * (devices * idle),

@@ -92,7 +92,7 @@ def bill(study: st.Study) -> Iterator[str]:
         return
     p = study.prices
     floor = cost.connectivity_floor(p)
-    idle = {d: cost.price(cost.online_usage(p["presence"][d], p), p)["total"] for d in ("floor", "today")}
+    idle = {d: cost.price(cost.presence_usage(d, p), p)["total"] for d in ("floor", "today")}
     mix = next(iter(bills.values())).shares
     devices = next(iter(bills.values())).devices
     yield (

@@ -271,12 +271,8 @@ def key_figures(study: Study) -> dict[str, float]:
     p = study.prices
     floor = cost.connectivity_floor(p)
     out["cost.connectivity_floor_device_month_usd"] = floor
-    out["cost.online_idle_device_month_usd"] = cost.price(cost.online_usage(p["presence"]["floor"], p), p)[
-        "total"
-    ]
-    out["cost.online_idle_device_month_today_usd"] = cost.price(
-        cost.online_usage(p["presence"]["today"], p), p
-    )["total"]
+    out["cost.online_idle_device_month_usd"] = cost.price(cost.presence_usage("floor", p), p)["total"]
+    out["cost.online_idle_device_month_today_usd"] = cost.price(cost.presence_usage("today", p), p)["total"]
     for design, bill in study.fleet_bills.items():
         key = "cost.fleet_month_usd" if design == "floor" else "cost.fleet_month_today_usd"
         out[key] = bill.cost["total"]

@@ -61,11 +61,11 @@ def service_facts() -> Service:
 @click.option(
     "--schedule",
     "schedules",
-    type=click.Choice(["agent", "cap60", "cap3600", "fixed5", "ioto"]),
+    type=click.Choice(["agent", "cap60", "cap3600", "fixed5", "ioto", "backoff"]),
     multiple=True,
     help="Schedules to compare (repeatable) [default: all]. agent is the agent's own code; cap60 and "
     "cap3600 the previous 5 s doubling with a 60 s (today's) or 1 h cap; fixed5 polls every 5 s; ioto "
-    "waits 1 s + 0.25 s per attempt up to 3,660 s.",
+    "waits 1 s + 0.25 s per attempt up to 3,660 s; backoff is the former name of agent.",
 )
 @click.option(
     "--cap", type=click.FloatRange(30, 86400), default=None, help="The agent's cap, s [default: the agent's]."
@@ -136,7 +136,8 @@ def simulate(
         fail(f"cannot read the price list {prices.PRICES_RESOURCE}: {exc}")
     spec = study.StudySpec(
         fleet=fleet.Fleet(devices, days, spread / units.HOUR, claim),
-        schedules=schedules or replay.SCHEDULES,
+        schedules=tuple(dict.fromkeys("agent" if k == "backoff" else k for k in schedules))
+        or replay.SCHEDULES,
         cap=schedule.DEFAULT_CAP if cap is None else cap,
         jitter=schedule.DEFAULT_JITTER if jitter is None else jitter,
         samples=samples,

@@ -10,7 +10,9 @@ Figures, never assertions: a target missed prints MISS and the run still exits 0
    calls (serialisation, moto, parsing), in-process;
 4. throughput and latency of signed unclaimed polls through the local gateway (EmbeddedCloud on free
    loopback ports) at 1, 10 and 50 concurrent devices;
-5. the Lambda deployment package: `lambdas/` + `lambdas/requirements.txt` for manylinux2014_aarch64.
+5. the Lambda deployment package: `lambdas/` + `lambdas/requirements.txt` for manylinux2014_aarch64;
+6. the fleet's economics (bench/economics.py): the whole monthly bill, the poll schedule against its
+   goals and the reconnect storm, as flat `cost.*`, `schedule.*`, `storm.*` keys (with `coldstart.*`).
 Everything also goes to test-artifacts/bench.json. docs/performance.md has a run's output.
 """
 
@@ -477,13 +479,28 @@ def main() -> int:
     results.update(in_process())
     results["gateway"] = gateway()
     results["package"] = package_size()
+    from bench import economics
+
+    results.update(economics.run())
+    results.update(economics.coldstart_keys(results["cold_start"]))
     results["seconds"] = round(time.monotonic() - started, 1)
     _summary(results)
     out = REPO_ROOT / "test-artifacts" / "bench.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
+    # Flat keys stay numbers (NaN as null rather than the string "nan").
+    out.write_text(json.dumps(_jsonable(results), indent=2, default=str))
     print(f"\nWritten to {out.relative_to(REPO_ROOT)} in {results['seconds']} s")
     return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _summary(r: dict[str, Any]) -> None:

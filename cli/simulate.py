@@ -1,9 +1,10 @@
-"""`latchkey simulate`: what polling costs a fleet (the fleetsim package does the work).
+"""`latchkey simulate`: what a fleet costs and how it behaves (the fleetsim package does the work).
 
-Prints, side by side for the agent's backoff and two comparison schedules: polls per unclaimed device,
-claim-to-online delay, the fleet's load and DynamoDB capacity, the peak after a regional power outage,
-and the device API's monthly bill at list prices (fleetsim/prices.toml); then the backoff cap sweep that
-chose the agent's default cap. Method and error: docs/performance.md.
+Prints, side by side for the agent's schedule and the comparison schedules: polls per unclaimed device,
+claim-to-online delay against the goals, the fleet's load and the peak after a regional power outage;
+then the whole monthly bill per component (presence at the floor next to today's), the sweep of the
+schedule's growth, and the reconnect storm against the throttle and the IoT quotas (fleetsim/prices.toml).
+Method and error: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def service_facts() -> Service:
         memory_mb=memory,
         throttle=definitions.DEVICE_ROUTE_THROTTLE,
         write_interval=float(constants.LAST_SEEN_WRITE_INTERVAL_SECONDS),
+        poll_throttle=getattr(definitions, "DEVICE_POLL_THROTTLE", None),
     )
 
 
@@ -59,13 +61,14 @@ def service_facts() -> Service:
 @click.option(
     "--schedule",
     "schedules",
-    type=click.Choice(["backoff", "fixed5", "linear"]),
+    type=click.Choice(["agent", "cap60", "cap3600", "fixed5", "ioto", "backoff"]),
     multiple=True,
-    help="Schedules to compare (repeatable) [default: all three]. backoff is the agent's own code; "
-    "fixed5 polls every 5 s; linear waits 5 s, 6 s, 7 s, ...",
+    help="Schedules to compare (repeatable) [default: all]. agent is the agent's own code; cap60 and "
+    "cap3600 the previous 5 s doubling with a 60 s (today's) or 1 h cap; fixed5 polls every 5 s; ioto "
+    "waits 1 s + 0.25 s per attempt up to 3,660 s; backoff is the former name of agent.",
 )
 @click.option(
-    "--cap", type=click.FloatRange(5, 86400), default=None, help="Backoff cap, s [default: the agent's]."
+    "--cap", type=click.FloatRange(30, 86400), default=None, help="The agent's cap, s [default: the agent's]."
 )
 @click.option(
     "--jitter",
@@ -81,13 +84,19 @@ def service_facts() -> Service:
     help="Sampled devices that get claimed, per schedule.",
 )
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--sweep/--no-sweep", default=True, show_default=True, help="Sweep the backoff cap.")
+@click.option("--sweep/--no-sweep", default=True, show_default=True, help="Sweep the schedule's growth.")
+@click.option(
+    "--storm/--no-storm",
+    default=True,
+    show_default=True,
+    help="Simulate the reconnect storm after an outage.",
+)
 @click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a PNG: requests per second after a power outage, and over the horizon.",
+    help="Write a PNG: the monthly bill per component (stacked), the outage and the horizon.",
 )
 @click.option(
     "--json",
@@ -108,10 +117,11 @@ def simulate(
     samples: int,
     seed: int,
     sweep: bool,
+    storm: bool,
     plot_path: Path | None,
     json_path: Path | None,
 ) -> None:
-    """Polls per device, claim-to-online delay, outage peak and the device API's monthly bill."""
+    """Polls per device, claim-to-online delay, the whole monthly bill and the reconnect storm."""
     from firmware import schedule
     from fleetsim import fleet, plot, prices, replay, report, study, units
 
@@ -126,12 +136,14 @@ def simulate(
         fail(f"cannot read the price list {prices.PRICES_RESOURCE}: {exc}")
     spec = study.StudySpec(
         fleet=fleet.Fleet(devices, days, spread / units.HOUR, claim),
-        schedules=schedules or replay.SCHEDULES,
+        schedules=tuple(dict.fromkeys("agent" if k == "backoff" else k for k in schedules))
+        or replay.SCHEDULES,
         cap=schedule.DEFAULT_CAP if cap is None else cap,
         jitter=schedule.DEFAULT_JITTER if jitter is None else jitter,
         samples=samples,
         seed=seed,
         sweep=sweep,
+        storm=storm,
         service=service_facts(),
     )
     for line in report.header(spec, price_list):

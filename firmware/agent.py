@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from firmware import __version__, sysinfo
+from firmware import __version__, schedule, sysinfo
 from firmware.api import DeviceApi, Http, NetworkError, Response, UrllibHttp, tls_context
 from firmware.clock import Clock, SystemClock
 from firmware.config import AgentConfig, ConfigError
@@ -30,7 +30,7 @@ from firmware.identity import (
     load_or_create_key,
     save_identity_file,
 )
-from firmware.schedule import Backoff
+from firmware.schedule import Backoff, Reconnect
 from firmware.transport import MqttSettings, PahoTransport, Transport, TransportError
 
 log = logging.getLogger("latchkey.agent")
@@ -86,8 +86,17 @@ class Agent:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.backoff = Backoff(
-            config.backoff_initial, config.backoff_cap, config.jitter, rng or random.Random()
+            config.backoff_initial,
+            config.backoff_cap,
+            config.jitter,
+            rng or random.Random(),
+            fast_window=config.poll_fast_window,
+            growth=config.poll_growth,
+            fast_wait=config.poll_fast_wait,
         )
+        # MQTT has its own backoff: a broker outage must not age the poll schedule, nor poll the API.
+        self.reconnect = Reconnect(config.reconnect_initial, config.reconnect_cap, self.backoff.rng)
+        self._throttled = 0  # consecutive 429 answers
         self.clock_offset = 0.0
         self.polls = 0  # polls since power-on: the "attempt" the service sees
         self.store = CredentialStore(config.state_dir)
@@ -165,6 +174,12 @@ class Agent:
         """Step until stop() (or `max_steps`), then disconnect cleanly."""
         steps = 0
         try:
+            # A random pause before the first request: a region's devices powering on together spread out.
+            first = schedule.first_poll_delay(
+                self.backoff.rng, self.config.first_poll_spread, self.config.backoff_initial
+            )
+            if first > 0 and not self._stop.is_set():
+                self.clock.sleep(first, self._wake)
             while not self._stop.is_set() and (max_steps is None or steps < max_steps):
                 self._wake.clear()
                 try:
@@ -254,6 +269,16 @@ class Agent:
     def _retry_after(self, response: Response) -> float | None:
         return response.retry_after(now=self.now())
 
+    def _throttled_wait(self, retry_after: float | None) -> float:
+        """After a 429 (the device API's own, with a Retry-After, or API Gateway's, without): a spread
+        wait, growing with consecutive 429s, counted into the schedule's age."""
+        self._throttled += 1
+        wait = schedule.throttled_delay(
+            retry_after, self._throttled, self.backoff.rng, cap=self.config.backoff_cap
+        )
+        self.backoff.age += wait
+        return wait
+
     def _wipe(self) -> None:
         self.store.wipe()
         self.credentials = None
@@ -320,7 +345,8 @@ class Agent:
         suspect, self._suspect = self._suspect, None
         if response.status == 429:
             log.warning("register rate-limited; retrying later")
-            return self.backoff.next(retry_after)
+            return self._throttled_wait(retry_after)
+        self._throttled = 0
         final = self._final("register", response)
         if final is not None:
             self._suspect = suspect
@@ -354,6 +380,8 @@ class Agent:
             return self._unauthorized(response, "poll")
         self._clock_retry_armed = True
         retry_after = self._retry_after(response)
+        if response.status != 429:
+            self._throttled = 0
         suspect, self._suspect = self._suspect, None
         if response.status == 200:
             return self._poll_answer(response, retry_after)
@@ -371,8 +399,13 @@ class Agent:
         if response.status in (403, 404):
             return self.backoff.at_cap(retry_after)  # not the device API's answer: keep asking, slowly
         if response.status == 429:
-            log.warning("poll rate-limited; waiting %s s", retry_after)
-            return self.backoff.next(retry_after)
+            if self.credentials is not None and self.credentials.acked:
+                # A check after failed MQTT connects: no news is no reason to poll again; back to MQTT.
+                self.state = State.CONNECT
+                return self.reconnect.next()
+            wait = self._throttled_wait(retry_after)
+            log.warning("poll rate-limited; waiting %.0f s", wait)
+            return wait
         log.warning("poll answered HTTP %s; retrying", response.status)
         return self.backoff.next(retry_after)
 
@@ -480,19 +513,27 @@ class Agent:
                 self.transport.publish(shadow + "/get", b"{}")
             self._publish_status(only_if_changed=True)
         except TransportError as exc:
-            # Refused may mean revoked or released: the API knows, so ask it before trying again.
+            self.transport.disconnect()
+            wait = self.reconnect.next()
+            # Refused may mean revoked or released: the API knows. But a throttled or unreachable broker
+            # looks the same, so ask it only on some failures (8th, 16th, 32nd, ...), not on every one.
+            check = self.reconnect.check_service()
             log.warning(
-                "MQTT connect to %s:%s failed: %s; checking with the service",
+                "MQTT connect to %s:%s failed (%d in a row): %s; %s in %.0f s",
                 credentials.host,
                 credentials.port,
+                self.reconnect.failures,
                 exc,
+                "checking with the service" if check else "retrying",
+                wait,
             )
-            self.transport.disconnect()
-            self.state = State.POLL
-            return self.backoff.next()
+            if check:
+                self.state = State.POLL
+            return wait
         log.info("online as %s on %s:%s", credentials.thing_name, credentials.host, credentials.port)
         self.state = State.ONLINE
         self.backoff.reset()
+        self.reconnect.reset()
         self._next_status = self.clock.monotonic() + self.config.status_interval
         return min(FACTS_CHECK_INTERVAL, self.config.status_interval)
 
@@ -523,7 +564,7 @@ class Agent:
         log.warning("MQTT connection lost (%s); reconnecting", why)
         self.transport.disconnect()
         self.state = State.CONNECT
-        return self.backoff.next()
+        return self.reconnect.next()
 
     def _status(self, status: str, info: dict[str, Any] | None = None, **extra: Any) -> bytes:
         info = self._info() if info is None else info

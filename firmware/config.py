@@ -86,6 +86,13 @@ class AgentConfig:
     backoff_initial: float = schedule.INITIAL_DELAY
     backoff_cap: float = schedule.DEFAULT_CAP
     jitter: float = schedule.DEFAULT_JITTER
+    # The poll schedule's shape and the storm guards (firmware/schedule.py, docs/performance.md).
+    poll_fast_wait: float = schedule.FAST_WAIT
+    poll_fast_window: float = schedule.FAST_WINDOW
+    poll_growth: float = schedule.GROWTH
+    first_poll_spread: float = schedule.FIRST_POLL_SPREAD
+    reconnect_initial: float = schedule.RECONNECT_INITIAL
+    reconnect_cap: float = schedule.RECONNECT_CAP
     status_interval: float = HEARTBEAT_INTERVAL  # the heartbeat; status on change comes on top
     http_timeout: float = 10.0
     mqtt_keepalive: int = MQTT_KEEPALIVE
@@ -94,6 +101,14 @@ class AgentConfig:
 
 _PATHS = {"identity_file", "state_dir"}
 _NUMBERS = {"backoff_initial", "backoff_cap", "jitter", "status_interval", "http_timeout"}
+_NUMBERS |= {
+    "poll_fast_wait",
+    "poll_fast_window",
+    "poll_growth",
+    "first_poll_spread",
+    "reconnect_initial",
+    "reconnect_cap",
+}
 
 
 def parse_config(data: dict[str, Any], base_dir: Path) -> AgentConfig:
@@ -133,8 +148,13 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> AgentConfig:
 def _check(config: AgentConfig) -> None:
     try:
         schedule.validate(config.backoff_initial, config.backoff_cap, config.jitter)
+        schedule.validate_shape(config.poll_fast_window, config.poll_growth, config.poll_fast_wait)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    if config.first_poll_spread < 0:
+        raise ConfigError("first_poll_spread must be >= 0")
+    if not 0 < config.reconnect_initial <= config.reconnect_cap:
+        raise ConfigError("reconnect_initial must be > 0 and <= reconnect_cap")
     if not 1 <= config.status_interval <= HEARTBEAT_INTERVAL:
         raise ConfigError(
             f"status_interval must be between 1 and {HEARTBEAT_INTERVAL:.0f} seconds "

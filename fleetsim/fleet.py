@@ -20,6 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from firmware import schedule
 from fleetsim.replay import (
     LAST_SEEN_WRITE_INTERVAL,
     Schedule,
@@ -65,11 +66,27 @@ class ClaimModel:
 
 
 @dataclass(frozen=True)
+class Replug:
+    """Owners who, told by the page after 30 s that the device has not checked in, unplug and replug it:
+    a `share` of them do so `patience` s after the claim; the device is back `boot` s later and polls
+    after its random first-poll delay (firmware.schedule.first_poll_delay)."""
+
+    share: float = 0.3
+    patience: float = 90.0
+    boot: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.share <= 1 or self.patience < 0 or self.boot < 0:
+            raise ValueError("replug share must be in [0, 1], patience and boot >= 0")
+
+
+@dataclass(frozen=True)
 class Fleet:
     devices: int = 1_000_000
     days: float = 30.0
     power_on_hours: float = 24.0  # power-on times uniform over this span (0: all at once)
     claim: ClaimModel = field(default_factory=ClaimModel)
+    replug: Replug = field(default_factory=Replug)
 
     @property
     def horizon(self) -> float:
@@ -105,6 +122,9 @@ class FleetResult:
     last_day_writes: float = 0.0
     unclaimed_at_end: float = 0.0  # share of the fleet still waiting at the horizon
     delays: list[float] = field(default_factory=list)  # claim -> next poll, s, of sampled claimed devices
+    claims: list[float] = field(default_factory=list)  # ... and their claim delays after power-on, s
+    replugged_delays: list[float] = field(default_factory=list)  # claim -> online when some owners replug
+    replugs: float = 0.0  # owners (scaled to the fleet) who unplug and replug their device
     hourly: list[float] = field(default_factory=list)  # fleet requests in each hour of the horizon
     sampled_claimed: int = 0
     sampled_never: int = 0
@@ -112,6 +132,16 @@ class FleetResult:
 
     def percentile(self, pct: float) -> float:
         return percentile(self.delays, pct)
+
+    def percentile_within(self, window: float, pct: float = 50.0) -> float:
+        """Claim-to-online percentile of the claims made within `window` s of power-on (no replugs)."""
+        return percentile([d for d, c in zip(self.delays, self.claims, strict=True) if c <= window], pct)
+
+    @property
+    def replug_share(self) -> float:
+        """Owners who replug, per claim."""
+        claimed = self.fleet.devices * (1.0 - self.fleet.claim.never)
+        return self.replugs / claimed if claimed else 0.0
 
     @property
     def months(self) -> float:
@@ -148,6 +178,8 @@ def simulate(
     # caps are compared on the same devices; the jitter draws are the schedule's own.
     population = random.Random(sampling.seed)
     jitter_rng = random.Random(sampling.seed + 1)
+    owners = random.Random(sampling.seed + 2)
+    replug = fleet.replug
 
     # Stratum 1: devices that get claimed.
     claimed_share = 1.0 - fleet.claim.never
@@ -163,7 +195,15 @@ def simulate(
             times = poll_times(spec, jitter_rng, min(claim, end))
             result.polls_simulated += len(times)
             if claim < end:
-                result.delays.append(times[-1] - claim)
+                delay = times[-1] - claim
+                result.delays.append(delay)
+                result.claims.append(claim)
+                if delay > replug.patience and owners.random() < replug.share:
+                    # The owner replugs: a reboot restarts polling at once (after the first-poll delay).
+                    back = replug.patience + replug.boot + schedule.first_poll_delay(owners)
+                    delay = min(delay, back)
+                    result.replugs += weight
+                result.replugged_delays.append(delay)
             else:
                 result.unclaimed_at_end += weight
             requests = bisect.bisect_left(times, end)

@@ -1,4 +1,5 @@
-"""The PNG of a study: the fleet's request rate after a power outage, and over the whole horizon.
+"""The PNG of a study: the monthly bill stacked per component, the fleet's request rate after a power
+outage, and over the whole horizon.
 
 Series are means per bucket (10 s after the outage, a few hours over the horizon), drawn as steps:
 per-second or per-hour counts of a sampled, jittered fleet alternate between full and empty bins,
@@ -45,7 +46,10 @@ def figure(study: Study) -> Any:
 
     results = study.results
     devices = study.spec.fleet.devices
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8.5), layout="constrained")
+    fig, (costs, top, bottom) = plt.subplots(
+        3, 1, figsize=(10, 12), layout="constrained", gridspec_kw={"height_ratios": [1, 1.2, 1.2]}
+    )
+    draw_bill(costs, study)
 
     first_second = 0.0
     for i, r in enumerate(results):
@@ -83,8 +87,30 @@ def figure(study: Study) -> Any:
     bottom.set_xlabel("days after the first power-on")
     bottom.set_ylabel(f"requests per second ({width} h mean)")
     bottom.set_title(f"The fleet over {study.spec.fleet.days:g} days: power-on and claims spread out")
-    fig.legend(loc="outside upper center", ncols=len(results), frameon=False)
+    handles, labels = top.get_legend_handles_labels()  # the schedules only; the bill has its own legend
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(results), frameon=False)
     return fig
+
+
+def draw_bill(ax: Any, study: Study) -> None:
+    """Horizontal bars, one per presence design, stacked by component (fleetsim.cost.COMPONENTS)."""
+    from fleetsim import cost
+
+    designs = [d for d in ("floor", "today") if d in study.fleet_bills]
+    # Short labels: long ones would push this panel's axis right and crop the titles below.
+    names = {"floor": "agent,\nat the floor", "today": "today"}
+    left = [0.0] * len(designs)
+    for k, component in enumerate(cost.COMPONENTS):
+        widths = [study.fleet_bills[d].cost[component] for d in designs]
+        ax.barh(range(len(designs)), widths, left=left, color=f"C{k}", label=cost.LABELS[component])
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for i, total in enumerate(left):
+        ax.annotate(f"${total:,.0f}", (total, i), xytext=(4, 0), textcoords="offset points", va="center")
+    ax.set_yticks(range(len(designs)), [names[d] for d in designs])
+    ax.set_xlim(0, max(left, default=1.0) * 1.15)
+    ax.set_xlabel("$ per month (list prices)")
+    ax.set_title(f"The whole monthly bill of {study.spec.fleet.devices:,} devices, per component")
+    ax.legend(loc="lower right", fontsize=8, ncols=2)
 
 
 def save(study: Study, path: Path) -> None:

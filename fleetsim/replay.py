@@ -2,8 +2,10 @@
 
 The schedule under test is `firmware.schedule` itself: a simulated device makes its power-on poll, then
 waits whatever `schedule.Backoff.next()` (hence `schedule.next_delay`) returns, exactly as
-`firmware.agent.Agent` does. Nothing here copies the formula. The two comparison schedules ("every 5 s",
-"+1 s per attempt") are not the agent's; they reuse `schedule.jitter_delay` for their jitter.
+`firmware.agent.Agent` does. Nothing here copies the formula. The comparison schedules are not the
+agent's: the previous doubling schedule (5 s doubling up to a 60 s or a 1 h cap, `schedule.scheduled_delay`),
+every 5 s, and Ioto's published agent schedule (1 s + 0.25 s per attempt, cap 3,660 s); they reuse
+`schedule.jitter_delay` for their jitter.
 
 Also here, because they only need single devices' timelines: the power-outage peak (every device of a
 fleet powers on at t=0) and the claim-delay sweep over backoff caps.
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 
 from firmware import schedule
 
-SCHEDULES = ("backoff", "fixed5", "linear")
+SCHEDULES = ("agent", "cap60", "cap3600", "fixed5", "ioto")
 FIXED_WAIT = 5.0
+IOTO_INITIAL, IOTO_STEP, IOTO_CAP = 1.0, 0.25, 3660.0  # Ioto's agent: 1 s + 0.25 s per attempt, capped
+DOUBLING_INITIAL = 5.0
 # lambdas.constants.LAST_SEEN_WRITE_INTERVAL_SECONDS; the simulator does not import the service, so
 # callers that can (`latchkey simulate`) pass the service's value.
 LAST_SEEN_WRITE_INTERVAL = 300.0
@@ -43,25 +47,55 @@ def every(total: int, tick: Tick | None, start: float = 0.0, share: float = 1.0)
     return item
 
 
+_CAPS = {"cap60": 60.0, "cap3600": 3600.0, "ioto": IOTO_CAP}
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """backoff: the agent's (firmware.schedule); fixed5: every 5 s; linear: 5 s, 6 s, 7 s, ..."""
+    """agent: the agent's (firmware.schedule.Backoff); cap60/cap3600: the previous 5 s doubling with a
+    60 s (today's) or 1 h cap; fixed5: every 5 s; ioto: 1 s + 0.25 s per attempt, cap 3,660 s.
 
-    kind: str = "backoff"
+    `cap`, `initial`, `growth`, `fast_wait` and `fast_window` shape the agent's schedule only."""
+
+    kind: str = "agent"
     cap: float = field(default_factory=lambda: schedule.DEFAULT_CAP)
     initial: float = schedule.INITIAL_DELAY
     jitter: float = schedule.DEFAULT_JITTER
+    growth: float = schedule.GROWTH
+    fast_wait: float = schedule.FAST_WAIT
+    fast_window: float = schedule.FAST_WINDOW
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.kind!r}; one of {', '.join(SCHEDULES)}")
         schedule.validate(self.initial, self.cap, self.jitter)
+        schedule.validate_shape(self.fast_window, self.growth, self.fast_wait)
+
+    @property
+    def effective_cap(self) -> float:
+        return _CAPS.get(self.kind, self.cap if self.kind == "agent" else math.inf)
 
     @property
     def label(self) -> str:
-        if self.kind == "backoff":
-            return f"backoff, cap {self.cap:g} s"
-        return "every 5 s" if self.kind == "fixed5" else "+1 s per attempt"
+        return {
+            "agent": f"agent, {self.growth:g}x age",
+            "cap60": "doubling, 60 s cap",
+            "cap3600": "doubling, 1 h cap",
+            "fixed5": "every 5 s",
+            "ioto": "Ioto 1 s+0.25 s/try",
+        }[self.kind]
+
+    def backoff(self, rng: random.Random) -> schedule.Backoff:
+        """The agent's schedule object for this spec (kind "agent")."""
+        return schedule.Backoff(
+            self.initial,
+            self.cap,
+            self.jitter,
+            rng,
+            fast_window=self.fast_window,
+            growth=self.growth,
+            fast_wait=self.fast_wait,
+        )
 
 
 def poll_times(spec: Schedule, rng: random.Random, until: float) -> list[float]:
@@ -69,23 +103,30 @@ def poll_times(spec: Schedule, rng: random.Random, until: float) -> list[float]:
     one after every wait, up to and including the first poll at or after `until`."""
     t = 0.0
     times = [t]
-    if spec.kind == "backoff":
-        wait = schedule.Backoff(spec.initial, spec.cap, spec.jitter, rng).next  # as the agent does
+    jitter_delay, jitter = schedule.jitter_delay, spec.jitter
+    if spec.kind == "agent":
+        wait = spec.backoff(rng).next  # as the agent does
         while t < until:
             t += wait()
             times.append(t)
     elif spec.kind == "fixed5":
-        jitter_delay, jitter, inf = schedule.jitter_delay, spec.jitter, math.inf
+        inf = math.inf
         while t < until:
             t += jitter_delay(FIXED_WAIT, rng, jitter, inf)
             times.append(t)
-    else:
-        jitter_delay, jitter, inf = schedule.jitter_delay, spec.jitter, math.inf
-        base = spec.initial
+    elif spec.kind == "ioto":
+        attempt = 0
         while t < until:
-            t += jitter_delay(base, rng, jitter, inf)
+            base = min(IOTO_CAP, IOTO_INITIAL + IOTO_STEP * attempt)
+            t += jitter_delay(base, rng, jitter, IOTO_CAP)
             times.append(t)
-            base += 1.0
+            attempt += 1
+    else:
+        cap, attempt, doubled = _CAPS[spec.kind], 0, schedule.scheduled_delay
+        while t < until:
+            attempt += 1
+            t += jitter_delay(doubled(attempt, DOUBLING_INITIAL, cap), rng, jitter, cap)
+            times.append(t)
     return times
 
 
@@ -165,41 +206,3 @@ def outage(
             counts[int(t)] += k // replays
         done(i + 1)
     return Outage(spec, devices, [c * devices / k for c in counts], k)
-
-
-# --- choosing the cap -------------------------------------------------------------------------------------
-
-
-@dataclass
-class CapRow:
-    cap: float
-    p50: float
-    p90: float
-    p99: float
-
-
-def uniform_claims(window: float, samples: int = 20_000, seed: int = 7) -> list[float]:
-    """Claim moments uniformly spread over the first `window` seconds after power-on."""
-    rng = random.Random(seed)
-    return [rng.uniform(0.0, window) for _ in range(samples)]
-
-
-def claim_delay_sweep(
-    caps: Sequence[float],
-    claims: Sequence[float],
-    seed: int = 7,
-    initial: float = schedule.INITIAL_DELAY,
-    jitter: float = schedule.DEFAULT_JITTER,
-    tick: Tick | None = None,
-) -> list[CapRow]:
-    """Claim-to-online delay (claim -> the next poll) under the agent's schedule with each cap, for
-    devices claimed `claims` seconds after power-on (the same claims and jitter seed for every cap)."""
-    rows = []
-    done = every(len(caps), tick)
-    for i, cap in enumerate(caps):
-        spec = Schedule("backoff", cap=cap, initial=initial, jitter=jitter)
-        rng = random.Random(seed + 1)
-        delays = [poll_times(spec, rng, claim)[-1] - claim for claim in claims]
-        rows.append(CapRow(cap, percentile(delays, 50), percentile(delays, 90), percentile(delays, 99)))
-        done(i + 1)
-    return rows

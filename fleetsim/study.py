@@ -1,8 +1,9 @@
 """Everything `latchkey simulate` computes, as data: `run(spec)` -> `Study`, `figures(study)` -> JSON.
 
-Side by side for each schedule: the fleet over the horizon (fleet.simulate), the power-outage peak with
-and without jitter (replay.outage) and the bills (prices.bills); then, for the agent's backoff, the cap
-sweep that chose the agent's default cap (`firmware.schedule.DEFAULT_CAP`).
+Side by side for each schedule: the fleet over the horizon (fleet.simulate), the power-outage peak
+(replay.outage) and the device API's bill (prices.bills); the whole monthly bill of the fleet with
+presence at the floor and as today (cost.fleet_bill); the reconnect storm (storm.simulate); and, for the
+agent's schedule, the sweep of its growth against the goals (GOALS).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from firmware import schedule
+from fleetsim import cost, replay
 from fleetsim import fleet as fm
 from fleetsim import prices as pm
-from fleetsim import replay
+from fleetsim import storm as storm_m
 
-CAP_SWEEP = (30.0, 40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 90.0, 120.0, 300.0, 900.0, 3600.0)
-DELAY_TARGET_S = 30.0
+GROWTH_SWEEP = (0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.25)
 CLAIM_WINDOW_S = 600.0  # "a device claimed within 10 minutes of power-on"
 OUTAGE_SECONDS = 600
+# The schedule's goals (issue 16): polls of a never-claimed device, claim-to-online medians.
+GOALS = {"polls_day1": 70.0, "polls_month_after": 800.0, "p50_within_10min_s": 20.0, "p50_all_s": 120.0}
 
 # Told the current step's description and the share of the whole study done so far (0..1).
 Progress = Callable[[str, float], None]
@@ -34,6 +37,7 @@ class Service:
     memory_mb: float | None = None  # DeviceApi memory; None: prices.toml [assumptions]
     throttle: tuple[float, int] | None = None  # the device routes' stage throttle: rate/s, burst
     write_interval: float = replay.LAST_SEEN_WRITE_INTERVAL  # lastPollAt is written at most this often
+    poll_throttle: tuple[float, int] | None = None  # the poll route's own throttle, when it has one
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class StudySpec:
     samples: int = 5000  # sampled devices that get claimed, per schedule
     seed: int = 7
     sweep: bool = True
+    storm: bool = True
     service: Service = field(default_factory=Service)
 
     @property
@@ -56,33 +61,38 @@ class StudySpec:
         return [replay.Schedule(kind, cap=self.cap, jitter=self.jitter) for kind in self.schedules]
 
     @property
+    def online_share(self) -> float:
+        return 1.0 - self.fleet.claim.never
+
+    @property
     def sweeps(self) -> bool:
-        return self.sweep and "backoff" in self.schedules
+        return self.sweep and "agent" in self.schedules
 
 
 @dataclass
 class SweepRow:
-    cap: float
-    uniform: replay.CapRow  # claims uniform over the claim window
-    own: replay.CapRow | None  # the fleet's own claim delays cut at the window (None: too rare)
-    result: fm.FleetResult  # the fleet at this cap, lightly sampled, for its bill
-    bill: dict[str, dict[str, float]]
+    growth: float
+    result: fm.FleetResult  # the fleet at this growth, lightly sampled
+
+    def goals(self) -> dict[str, float]:
+        return goal_figures(self.result)
 
     @property
     def meets(self) -> bool:
-        return self.uniform.p50 < DELAY_TARGET_S and (self.own is None or self.own.p50 < DELAY_TARGET_S)
+        return meets(goal_figures(self.result))
 
 
-@dataclass
-class Sweep:
-    rows: list[SweepRow]
-    own_claims: bool  # whether the fleet's own claim delays were frequent enough inside the window
+def goal_figures(r: fm.FleetResult) -> dict[str, float]:
+    return {
+        "polls_day1": r.first_day,
+        "polls_month_after": r.per_month_after,
+        "p50_within_10min_s": r.percentile_within(CLAIM_WINDOW_S),
+        "p50_all_s": r.percentile(50),
+    }
 
-    @property
-    def chosen(self) -> float | None:
-        """The cheapest cap whose median claim-to-online stays under the target."""
-        meeting = [row for row in self.rows if row.meets]
-        return min(meeting, key=lambda row: row.bill["first"]["total"]).cap if meeting else None
+
+def meets(figures: dict[str, float]) -> bool:
+    return all(figures[k] <= GOALS[k] for k in GOALS)
 
 
 @dataclass
@@ -91,15 +101,20 @@ class Study:
     prices: dict[str, Any]
     workload: pm.Workload
     results: list[fm.FleetResult]
-    outages: dict[str, dict[str, replay.Outage]]  # schedule kind -> "jitter" | "none" -> outage
-    bills: list[dict[str, dict[str, float]]]  # per result: "first" 30 days, a "later" month
-    sweep: Sweep | None = None
+    outages: dict[str, dict[str, replay.Outage]]  # schedule kind -> "jitter" -> outage
+    bills: list[dict[str, dict[str, float]]]  # per result: the device API's "first" 30 days, a "later" month
+    fleet_bills: dict[str, cost.FleetBill] = field(default_factory=dict)  # "floor" (agent) / "today"
+    storm: storm_m.StormResult | None = None
+    sweep: list[SweepRow] | None = None
     seconds: float = 0.0  # how long the study took
+
+    def result(self, kind: str) -> fm.FleetResult | None:
+        return next((r for r in self.results if r.schedule.kind == kind), None)
 
 
 # Relative cost of each kind of step, for a progress bar whose pace is steady (measured on the README's
 # run: a jitter-free outage replays one device, the claim sweeps replay 15 x 20,000).
-_WEIGHTS = {"fleet": 6.0, "outage": 1.5, "quiet": 0.05, "claims": 9.0, "cost": 1.6}
+_WEIGHTS = {"fleet": 6.0, "outage": 1.5, "storm": 12.0, "sweep": 1.5}
 
 
 class _Steps:
@@ -135,19 +150,39 @@ class _Steps:
         self._report(self._total)
 
 
-def _plan(spec: StudySpec, own_claims: bool) -> list[str]:
-    kinds = ["fleet"] * len(spec.schedules) + ["outage", "quiet"] * len(spec.schedules)
+def _plan(spec: StudySpec) -> list[str]:
+    kinds = ["fleet"] * len(spec.schedules) + ["outage"] * len(spec.schedules)
+    if spec.storm:
+        kinds.append("storm")
     if spec.sweeps:
-        kinds += ["claims"] * (2 if own_claims else 1) + ["cost"] * len(CAP_SWEEP)
+        kinds += ["sweep"] * len(GROWTH_SWEEP)
     return kinds
+
+
+def storm_spec(spec: StudySpec, prices: dict[str, Any]) -> storm_m.StormSpec:
+    """The storm of this fleet against the service's throttle and the account's quotas (prices.toml)."""
+    quotas = prices.get("quotas", {})
+    rate, burst = spec.service.poll_throttle or spec.service.throttle or (50.0, 100)
+    return storm_m.StormSpec(
+        devices=spec.fleet.devices,
+        unclaimed=spec.fleet.claim.never,
+        api_rate=float(rate),
+        api_burst=float(burst),
+        connect_quota=float(quotas.get("iot_connect_per_second", 500)),
+        # The fleet cannot be online at all under the default; the storm assumes it was raised to fit.
+        concurrent_quota=max(float(quotas.get("iot_concurrent_connections", 500_000)), spec.fleet.devices),
+        # No more samples than devices: a small fleet is simulated device by device.
+        claimed_samples=max(1, min(storm_m.StormSpec.claimed_samples, spec.fleet.devices)),
+        unclaimed_samples=max(1, min(storm_m.StormSpec.unclaimed_samples, spec.fleet.devices)),
+        seed=spec.seed,
+    )
 
 
 def run(spec: StudySpec, prices: dict[str, Any] | None = None, progress: Progress | None = None) -> Study:
     started = time.monotonic()
     prices = pm.load_prices() if prices is None else prices
     workload = pm.Workload.from_prices(prices, spec.service.memory_mb)
-    own = fm.truncated_claims(spec.fleet.claim, CLAIM_WINDOW_S, seed=spec.seed) if spec.sweeps else []
-    steps = _Steps(_plan(spec, bool(own)), progress)
+    steps = _Steps(_plan(spec), progress)
     fleet, seed = spec.fleet, spec.seed
 
     results = [
@@ -162,59 +197,40 @@ def run(spec: StudySpec, prices: dict[str, Any] | None = None, progress: Progres
     ]
     outages: dict[str, dict[str, replay.Outage]] = {}
     for s in spec.specs:
-        quiet = replay.Schedule(s.kind, cap=s.cap, jitter=0.0)
         outages[s.kind] = {
             "jitter": replay.outage(
                 s, fleet.devices, OUTAGE_SECONDS, seed=seed, tick=steps.start(f"power outage: {s.label}")
-            ),
-            "none": replay.outage(
-                quiet,
-                fleet.devices,
-                OUTAGE_SECONDS,
-                seed=seed,
-                tick=steps.start(f"power outage: {s.label}, no jitter"),
-            ),
+            )
         }
     billed = [pm.bills(r, prices, workload) for r in results]
     study = Study(spec, prices, workload, results, outages, billed)
+    agent = study.result("agent")
+    today = study.result("cap60")
+    for design, r in (("floor", agent), ("today", today)):
+        if r is not None:
+            study.fleet_bills[design] = cost.fleet_bill(
+                fleet.devices, r.requests / r.months, r.writes / r.months, prices, workload, design
+            )
+    if spec.storm:
+        study.storm = storm_m.simulate(storm_spec(spec, prices), tick=steps.start("reconnect storm"))
     if spec.sweeps:
-        study.sweep = _sweep(spec, own, prices, workload, steps)
+        light = fm.Sampling(claimed=1500, never_budget=200_000, never_min=2, replicas=2, seed=seed)
+        study.sweep = [
+            SweepRow(
+                g,
+                fm.simulate(
+                    fleet,
+                    replay.Schedule("agent", cap=spec.cap, jitter=spec.jitter, growth=g),
+                    light,
+                    spec.service.write_interval,
+                    tick=steps.start(f"growth sweep: {g:g} x age"),
+                ),
+            )
+            for g in GROWTH_SWEEP
+        ]
     steps.finish()
     study.seconds = time.monotonic() - started
     return study
-
-
-def _sweep(
-    spec: StudySpec, own: list[float], prices: dict[str, Any], workload: pm.Workload, steps: _Steps
-) -> Sweep:
-    """For each cap: the median claim-to-online of devices claimed within the claim window (claims
-    uniform over it, and the fleet's own claim delays cut at it), and the fleet's bill at that cap."""
-    seed, jitter = spec.seed, spec.jitter
-    uniform = replay.uniform_claims(CLAIM_WINDOW_S, seed=seed)
-    by_uniform = replay.claim_delay_sweep(
-        CAP_SWEEP, uniform, seed=seed, jitter=jitter, tick=steps.start("cap sweep: claims uniform")
-    )
-    by_own = (
-        replay.claim_delay_sweep(
-            CAP_SWEEP, own, seed=seed, jitter=jitter, tick=steps.start("cap sweep: the fleet's claims")
-        )
-        if own
-        else []
-    )
-    light = fm.Sampling(claimed=1000, never_budget=300_000, never_min=2, replicas=4, seed=seed)
-    rows = []
-    for i, u in enumerate(by_uniform):
-        result = fm.simulate(
-            spec.fleet,
-            replay.Schedule("backoff", cap=u.cap, jitter=jitter),
-            light,
-            spec.service.write_interval,
-            tick=steps.start(f"cap sweep: the fleet at cap {u.cap:g} s"),
-        )
-        rows.append(
-            SweepRow(u.cap, u, by_own[i] if by_own else None, result, pm.bills(result, prices, workload))
-        )
-    return Sweep(rows, bool(own))
 
 
 # --- as JSON ------------------------------------------------------------------------------------------------
@@ -229,32 +245,57 @@ def _schedule_figures(
 ) -> dict[str, Any]:
     return {
         "label": r.schedule.label,
-        "cap_s": r.schedule.cap if r.schedule.kind == "backoff" else None,
         "polls_per_unclaimed_device": {
             "first_hour": r.first_hour,
             "first_day": r.first_day,
             "per_month_after": _finite(r.per_month_after),
         },
         "claim_to_online_s": {f"p{p}": _finite(r.percentile(p)) for p in (50, 90, 99)},
+        "p50_claim_within_10min_s": _finite(r.percentile_within(CLAIM_WINDOW_S)),
+        "p50_with_replugs_s": _finite(replay.percentile(r.replugged_delays, 50)),
+        "replugs_per_claim": r.replug_share,
         "requests": r.requests,
         "mean_rps": r.mean_rps,
         "peak_hour_rps": r.peak_hour_rps,
-        "last_day_rps": r.last_day_requests / 86400,
         "unclaimed_at_end": r.unclaimed_at_end,
-        "outage": {
-            name: {
-                "first_second": o.first_second,
-                "peak_after_first": o.peak_after_first,
-                "peak_after_first_at_s": o.peak_after_first_at,
-                "samples": o.samples,
-            }
-            for name, o in outage.items()
-        },
-        "bill_first_30_days": bill["first"],
-        "bill_later_month": bill["later"],
-        "sampled_never_claimed_timelines": r.sampled_never,
+        "outage_first_second": outage["jitter"].first_second,
+        "outage_peak_after_first": outage["jitter"].peak_after_first,
+        "device_api_bill_first_30_days": bill["first"],
         "polls_simulated": r.polls_simulated,
     }
+
+
+def key_figures(study: Study) -> dict[str, float]:
+    """The flat figures `make bench` writes (cost.*, schedule.*, storm.*), numbers only (nan: missing)."""
+    out: dict[str, float] = {}
+    p = study.prices
+    floor = cost.connectivity_floor(p)
+    out["cost.connectivity_floor_device_month_usd"] = floor
+    out["cost.online_idle_device_month_usd"] = cost.price(cost.presence_usage("floor", p), p)["total"]
+    out["cost.online_idle_device_month_today_usd"] = cost.price(cost.presence_usage("today", p), p)["total"]
+    for design, bill in study.fleet_bills.items():
+        key = "cost.fleet_month_usd" if design == "floor" else "cost.fleet_month_today_usd"
+        out[key] = bill.cost["total"]
+    agent = study.result("agent")
+    if agent is not None:
+        for name, value in goal_figures(agent).items():
+            key = {
+                "polls_day1": "schedule.never_claimed_polls_day1",
+                "polls_month_after": "schedule.never_claimed_polls_month_after",
+                "p50_within_10min_s": "schedule.p50_claim_within_10min_s",
+                "p50_all_s": "schedule.p50_all_claims_s",
+            }[name]
+            out[key] = value
+        out["schedule.replugs_per_claim"] = agent.replug_share
+    if study.storm is not None:
+        s = study.storm
+        out["storm.peak_device_api_rps"] = s.peak_api_rps
+        out["storm.device_api_throttle_rps"] = s.spec.api_rate
+        out["storm.peak_iot_connects_per_s"] = s.peak_connects_per_s
+        out["storm.iot_connect_quota_per_s"] = s.spec.connect_quota
+        out["storm.minutes_to_99pct_online"] = s.seconds_to_online(0.99) / 60
+        out["storm.checks_per_claimed_device"] = s.checks / max(1.0, s.spec.devices * (1 - s.spec.unclaimed))
+    return out
 
 
 def figures(study: Study) -> dict[str, Any]:
@@ -275,22 +316,17 @@ def figures(study: Study) -> dict[str, Any]:
             r.schedule.kind: _schedule_figures(r, study.outages[r.schedule.kind], b)
             for r, b in zip(study.results, study.bills, strict=True)
         },
+        "fleet_bills": {
+            design: {"shares": bill.shares, "cost": bill.cost, "by_kind": bill.by_kind}
+            for design, bill in study.fleet_bills.items()
+        },
+        "key": {k: _finite(v) for k, v in key_figures(study).items()},
+        "goals": GOALS,
         "seconds": study.seconds,
     }
     if study.sweep is not None:
-        out["cap_sweep"] = [
-            {
-                "cap_s": row.cap,
-                "uniform_p50_s": row.uniform.p50,
-                "uniform_p90_s": row.uniform.p90,
-                "uniform_p99_s": row.uniform.p99,
-                "fleet_p50_s": row.own.p50 if row.own else None,
-                "polls_per_month_unclaimed": _finite(row.result.per_month_after),
-                "bill_first_30_days": row.bill["first"]["total"],
-                "bill_later_month": row.bill["later"]["total"],
-                "meets_target": row.meets,
-            }
-            for row in study.sweep.rows
+        out["growth_sweep"] = [
+            {"growth": row.growth, **{k: _finite(v) for k, v in row.goals().items()}, "meets": row.meets}
+            for row in study.sweep
         ]
-        out["cap_chosen"] = study.sweep.chosen
     return out

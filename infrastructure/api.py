@@ -39,6 +39,8 @@ ACCESS_LOG_FORMAT = {
 
 def _throttle(route: definitions.Route) -> tuple[float, int]:
     # Unauthenticated routes (device API, OpenAPI document) get the device budget, owner routes the owner one.
+    if route.route_key == "POST /v1/device/poll":
+        return definitions.DEVICE_POLL_THROTTLE
     return definitions.OWNER_ROUTE_THROTTLE if route.auth else definitions.DEVICE_ROUTE_THROTTLE
 
 

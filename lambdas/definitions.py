@@ -164,6 +164,10 @@ ROUTES: tuple[Route, ...] = (
 # API Gateway stage throttling for the open device routes (per second, burst).
 DEVICE_ROUTE_THROTTLE = (50.0, 100)
 OWNER_ROUTE_THROTTLE = (20.0, 40)
+# The poll route on its own (it carries every unclaimed device): sized from the reconnect storm of a
+# million devices (`latchkey simulate`, docs/performance.md). Its excess is answered 429 and the agent
+# spreads its retries; the rest of the device routes keep DEVICE_ROUTE_THROTTLE.
+DEVICE_POLL_THROTTLE = (1000.0, 2000)
 
 THING_TYPE_NAME = "LatchkeyDevice"
 POLICY_NAME = "LatchkeyDevicePolicy"

@@ -94,7 +94,15 @@ def _embedded_cloud_environment(request: pytest.FixtureRequest) -> None:
 
 # -- the real device agent as a subprocess -------------------------------------------------------
 # Short waits so that tests see a claim within seconds; everything else is the agent's default.
-TEST_AGENT_SETTINGS = {"backoff_initial": 0.5, "backoff_cap": 2, "status_interval": 5, "http_timeout": 5}
+TEST_AGENT_SETTINGS = {
+    "backoff_initial": 0.5,
+    "backoff_cap": 2,
+    "status_interval": 5,
+    "http_timeout": 5,
+    # Fast MQTT retries: the agent checks with the service only on its 8th failed connect in a row.
+    "reconnect_initial": 0.2,
+    "reconnect_cap": 1,
+}
 
 
 def random_mac() -> str:

@@ -1,6 +1,7 @@
 // A device's state and presence in words, and the badge that shows them. Shared by cards and details.
 // Presence means something only for an active device: a revoked, released or deleted device, or one
 // still waiting for its certificate, shows its state, never a stale "Online".
+import { checkInHint } from './checkin.js';
 import { setText } from './dom.js';
 
 const PRESENCE_LABELS = { online: 'Online', away: 'Away', offline: 'Offline' };
@@ -53,6 +54,8 @@ export function badgeOf(device) {
 
 export function stateNote(device) {
   if (!device || !device.state || device.state === 'active') return '';
+  const hint = checkInHint(device); // a claimed device quiet for 30 s: when it will check in
+  if (hint) return hint;
   return STATE_NOTES[device.state] || String(device.state);
 }
 

@@ -432,6 +432,8 @@ def test_stage_throttles_and_logs(synth: Synth) -> None:
     assert props["DefaultRouteSettings"] == {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
     for route in definitions.ROUTES:
         rate, burst = definitions.OWNER_ROUTE_THROTTLE if route.auth else definitions.DEVICE_ROUTE_THROTTLE
+        if route.route_key == "POST /v1/device/poll":  # sized apart, from the reconnect storm
+            rate, burst = definitions.DEVICE_POLL_THROTTLE
         assert props["RouteSettings"][route.route_key] == {
             "ThrottlingRateLimit": rate,
             "ThrottlingBurstLimit": burst,

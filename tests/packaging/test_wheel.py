@@ -114,4 +114,5 @@ def test_the_installed_wheel_runs_latchkey_away_from_the_checkout(tmp_path: Path
     report = run([venv / "bin" / "latchkey", "simulate", "--devices", "1000", "--days", "1"], work, env)
     assert "Fleet simulation: 1,000 devices over 1 days" in report
     assert "prices: AWS public pricing pages" in report  # prices.toml read as package data
-    assert "Monthly bill of the device API" in report and "Cheapest cap" in report
+    assert "Monthly bill of the device API" in report and "Growth sweep" in report
+    assert "The whole monthly bill" in report and "Reconnect storm" in report

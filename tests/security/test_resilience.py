@@ -133,7 +133,7 @@ def test_agent_polls_on_the_capped_schedule_through_an_hour_of_outage_then_is_pr
     saved = json.loads((tmp_path / "state" / "credentials.json").read_text())
     assert saved["certificate_id"] == "cert-1"
     print(
-        f"\noutage ({mode}): {len(polls)} polls in the hour, gaps {min(gaps[settled:]):.0f}-{max(gaps):.0f} s "
+        f"\noutage ({mode}): {len(polls)} polls in the hour, gaps {min(gaps[settled:] or gaps):.0f}-{max(gaps):.0f} s "
         f"at the cap ({DEFAULT_CAP:.0f} s); online {clock.monotonic() - HOUR:.0f} s after the service came back"
     )
 

@@ -37,7 +37,7 @@ def test_the_simulator_calls_the_agents_next_delay(monkeypatch):
     # When a small fleet is simulated on the agent's schedule
     fm.simulate(
         fm.Fleet(devices=100, days=1),
-        replay.Schedule(cap=60),
+        replay.Schedule("agent"),
         fm.Sampling(claimed=20, never_min=1, never_max=1),
     )
     # Then every wait came from it, attempt by attempt since power-on
@@ -96,11 +96,11 @@ def test_fixed5_polls_720_times_an_hour():
 
 
 def test_jitter_free_outage_peak_is_the_fleet_at_t0():
-    quiet = replay.outage(replay.Schedule(jitter=0.0), devices=1_000_000, seconds=120, samples=300)
+    quiet = replay.outage(replay.Schedule("cap60", jitter=0.0), devices=1_000_000, seconds=120, samples=300)
     assert quiet.first_second == 1_000_000
     assert [t for t, n in enumerate(quiet.per_second) if n] == [0, 5, 15, 35, 75]  # 5, 10, 20, 40 s waits
     assert quiet.peak_after_first == 1_000_000
-    jittered = replay.outage(replay.Schedule(), devices=1_000_000, seconds=100, samples=5000)
+    jittered = replay.outage(replay.Schedule("cap60"), devices=1_000_000, seconds=100, samples=5000)
     assert jittered.first_second == 1_000_000  # every device polls at power-on, jitter or not
     assert 400_000 < jittered.peak_after_first < 600_000  # the 5 s wave spreads over [4, 6] s
     assert sum(jittered.per_second) == 5 * 1_000_000  # the 5th poll is at <= 90 s, the 6th at >= 108 s
@@ -180,29 +180,35 @@ def test_the_command_prints_the_side_by_side_table(tmp_path):
             "--days",
             "2",
             "--schedule",
-            "backoff",
+            "agent",
             "--schedule",
-            "linear",
+            "ioto",
             "--samples",
             "200",
             "--no-sweep",
+            "--no-storm",
             "--json",
             str(out),
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "backoff, cap" in result.output and "+1 s per attempt" in result.output
-    assert "Power outage" in result.output and "Monthly bill" in result.output
+    assert "agent, 0.15x age" in result.output and "Ioto 1 s+0.25 s/try" in result.output
+    assert "Power outage" in result.output and "The whole monthly bill" in result.output
+    assert "IoT Core connectivity" in result.output
     assert out.exists()
 
 
 def _small_study(monkeypatch, sweep: bool = False, progress=None):
     from fleetsim import study
 
-    # Two caps instead of fifteen: the sweep's machinery, at a fraction of its cost.
-    monkeypatch.setattr(study, "CAP_SWEEP", (60.0, 65.0))
+    # Two growths instead of seven: the sweep's machinery, at a fraction of its cost.
+    monkeypatch.setattr(study, "GROWTH_SWEEP", (0.15, 0.2))
     spec = study.StudySpec(
-        fleet=fm.Fleet(devices=1000, days=1), schedules=("backoff", "linear"), samples=100, sweep=sweep
+        fleet=fm.Fleet(devices=1000, days=1),
+        schedules=("agent", "ioto"),
+        samples=100,
+        sweep=sweep,
+        storm=False,
     )
     return study.run(spec, progress=progress)
 
@@ -214,9 +220,9 @@ def test_the_study_reports_its_progress_step_by_step(monkeypatch):
     assert shares[0] == 0.0 and shares[-1] == 1.0
     assert all(a <= b for a, b in itertools.pairwise(shares)), "progress went backwards"
     steps = {what for what, _ in seen}
-    assert {"fleet over 1 days: backoff, cap 65 s", "power outage: +1 s per attempt, no jitter"} <= steps
-    assert "cap sweep: the fleet at cap 60 s" in steps
-    assert result.sweep is not None and [row.cap for row in result.sweep.rows] == [60.0, 65.0]
+    assert {"fleet over 1 days: agent, 0.15x age", "power outage: Ioto 1 s+0.25 s/try"} <= steps
+    assert "growth sweep: 0.2 x age" in steps
+    assert result.sweep is not None and [row.growth for row in result.sweep] == [0.15, 0.2]
 
 
 def test_buckets_turn_a_comb_into_its_level():
@@ -234,10 +240,11 @@ def test_the_plot_keeps_its_legend_off_the_data_and_draws_bucket_means(monkeypat
     result = _small_study(monkeypatch)
     fig = plot.figure(result)
     fig.canvas.draw()
-    top, bottom = fig.axes
+    costs, top, bottom = fig.axes
     assert top.get_legend() is None and bottom.get_legend() is None
+    assert len(costs.get_legend().get_texts()) == 8  # one stacked segment per component
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["backoff, cap 65 s", "+1 s per attempt"]
+    assert [t.get_text() for t in legend.get_texts()] == ["agent, 0.15x age", "Ioto 1 s+0.25 s/try"]
     box = legend.get_window_extent()
     assert not box.overlaps(top.get_window_extent()) and not box.overlaps(bottom.get_window_extent())
     outage_steps = [p for p in top.patches if hasattr(p, "get_data")]

@@ -196,7 +196,8 @@ def test_a_deleted_device_exits_7_once_a_second_poll_confirms_it(aws, tmp_path):
     aws.ddb.delete_item(TableName=aws.tables["Devices"], Key={"deviceId": {"S": device_id}})  # gone
     http = HandlerHttp()
 
-    stopped = stops_with(make_agent(tmp_path, http, identity_file=identity_file))
+    # A cap under the service's 300 s timestamp window: virtual time must not outrun its clock.
+    stopped = stops_with(make_agent(tmp_path, http, identity_file=identity_file, backoff_cap=60))
 
     assert stopped.exit_code == ExitCode.DELETED == 7
     assert http.statuses == [(POLL, 404), (POLL, 404)]

@@ -62,7 +62,11 @@ def list_devices(owner_id: str, now: float | None = None) -> list[dict[str, Any]
 
 def _with_role(device: Device, role: str, now: float | None) -> dict[str, Any]:
     # Every field of the documented Device, null when it does not apply (the owner's own devices).
-    return {**device.owner_view(now), "role": role, "sharedBy": None if role == "owner" else device.owner_email}
+    return {
+        **device.owner_view(now),
+        "role": role,
+        "sharedBy": None if role == "owner" else device.owner_email,
+    }
 
 
 def get_device(owner_id: str, device_id: str, now: float | None = None) -> dict[str, Any]:

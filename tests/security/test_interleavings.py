@@ -30,7 +30,10 @@ A violation fails the test with the seed and the whole schedule so far; rerun on
 `pytest tests/security/test_interleavings.py -k "seeds-0"` (the schedule of a seed is reproducible;
 the thread timing within a step is not, which is the point).
 
-**Adding an action** (e.g. share, transfer, rotate) is one function plus one entry: write
+Sharing (`share`) and transfer (`offer`, `accept`, the hard cut) are actions too; the two owners are
+Cognito accounts, so that one can name the other by email.
+
+**Adding an action** (e.g. rotate) is one function plus one entry: write
 `def _share(world: World, slot: Slot) -> Job | None` returning the `Job` (label, the call, an optional
 `after(status, body)` that updates the model, an optional `expect(status, body)` for when it ran alone),
 or None when it does not apply to that slot; then add `"share": (_share, weight)` to `ACTIONS`. If the
@@ -70,7 +73,10 @@ FUZZ_SCHEDULES, FUZZ_STEPS = 1000, 10  # make fuzz
 CHUNK = 10  # schedules per test item: xdist spreads them, and each stays well inside the timeout
 PAIR = 0.6  # probability that a step starts two actions together
 SAME_DEVICE = 0.7  # probability that the two act on the same device
-OWNERS = ("owner-a", "owner-b")
+# The two owners are Cognito accounts (moto's user pool): sharing and transfer name the other one by
+# email, and the API knows owners by their `sub`. Filled by the `strict` fixture.
+OWNERS: list[str] = []
+EMAILS: dict[str, str] = {}  # sub -> email
 LABEL_DEVICES, TOKEN_DEVICES = 3, 2
 
 
@@ -115,8 +121,30 @@ def strict(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
     monkeypatch.setenv(c.ENV_CERT_MODE, "aws")
     unit.reset_caches()
+    _accounts(monkeypatch)
     yield aws
     strict_iot.forget_pending()
+
+
+def _accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lambdas.aws_clients import client
+
+    idp = client("cognito-idp")
+    pool = idp.create_user_pool(PoolName="latchkey-interleavings", UsernameAttributes=["email"])
+    monkeypatch.setenv(c.ENV_USER_POOL_ID, pool["UserPool"]["Id"])
+    OWNERS.clear()
+    EMAILS.clear()
+    for name in ("ann", "bob"):
+        email = f"{name}@example.com"
+        user = idp.admin_create_user(
+            UserPoolId=pool["UserPool"]["Id"],
+            Username=email,
+            UserAttributes=[{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}],
+            MessageAction="SUPPRESS",
+        )["User"]
+        sub = next(a["Value"] for a in user["Attributes"] if a["Name"] == "sub")
+        OWNERS.append(sub)
+        EMAILS[sub] = email
 
 
 def _broker(aws: Any) -> Any:
@@ -192,6 +220,7 @@ class Slot:
     key: Any = None  # token: the device's key (kept across registrations)
     mac: str = ""
     delivered: list[str] = field(default_factory=list)  # certificate ids delivered by polls
+    offers: list[tuple[str, str]] = field(default_factory=list)  # (transfer id, recipient) offered
 
     def record(self) -> dict[str, Any] | None:
         return None if self.device is None else rawdb.get(self.device.device_id, consistent=True)
@@ -335,6 +364,64 @@ def _register(world: World, slot: Slot) -> Job | None:
     )
 
 
+def _other(who: str) -> str:
+    return next(o for o in OWNERS if o != who)
+
+
+def _share(world: World, slot: Slot) -> Job | None:
+    """The owner (mostly) shares the device with the other account as an operator."""
+    if slot.device is None or world.pointless(
+        (slot.record() or {}).get("state") in (None, c.STATE_UNCLAIMED)
+    ):
+        return None
+    who = world.owner_of(slot)
+    path = f"/v1/devices/{slot.device.device_id}/shares"
+    body = {"email": EMAILS[_other(who)], "role": world.rng.choice(("viewer", "operator"))}
+    return Job(f"share {slot.name} by {who[:6]}", lambda: owner_apis().call("POST", path, who, body))
+
+
+def _offer(world: World, slot: Slot) -> Job | None:
+    """The owner (mostly) offers the device to the other account."""
+    if slot.device is None or world.pointless(
+        (slot.record() or {}).get("state") in (None, c.STATE_UNCLAIMED)
+    ):
+        return None
+    who = world.owner_of(slot)
+    recipient = _other(who)
+    path = f"/v1/devices/{slot.device.device_id}/transfer"
+
+    def after(status: int, body: Any) -> None:
+        if status == 201:
+            slot.offers.append((str(body["id"]), recipient))
+
+    return Job(
+        f"offer {slot.name} by {who[:6]}",
+        lambda: owner_apis().call("POST", path, who, {"email": EMAILS[recipient]}),
+        after,
+    )
+
+
+def _accept(world: World, slot: Slot) -> Job | None:
+    """The recipient accepts the latest offer (now and then an older one): the hard cut."""
+    if not slot.offers:
+        return None
+    transfer_id, recipient = world.rng.choice(slot.offers[-2:])
+    path = f"/v1/transfers/{transfer_id}/accept"
+
+    def after(status: int, body: Any) -> None:
+        if status == 200:
+            slot.delivered = []  # the old certificate is revoked; the device provisions anew
+
+    return Job(
+        f"accept {slot.name} by {recipient[:6]}",
+        lambda: owner_apis().call("POST", path, recipient),
+        after,
+        expect=lambda s, b: (
+            None if s != 200 else (_owned_by(slot, recipient) or _state_is(slot, c.STATE_CLAIMED)(s, b))
+        ),
+    )
+
+
 # name -> (the action, its weight: devices poll far more often than owners act)
 ACTIONS: dict[str, tuple[Callable[[World, Slot], Job | None], int]] = {
     "poll": (_poll, 4),
@@ -345,6 +432,9 @@ ACTIONS: dict[str, tuple[Callable[[World, Slot], Job | None], int]] = {
     "delete": (_owner_action("DELETE", "", "delete", 204, None), 1),
     "regenerate": (_regenerate, 1),
     "register": (_register, 2),
+    "share": (_share, 1),
+    "offer": (_offer, 1),
+    "accept": (_accept, 1),
 }
 
 

@@ -142,6 +142,8 @@ ROUTES: tuple[Route, ...] = (
     _owner("DELETE", "/v1/pending/{id}"),
     _owner("POST", "/v1/pending/{id}/claim"),
     _owner("POST", "/v1/pending/{id}/token"),
+    _device("POST", "/v1/device/rotate"),
+    _owner("POST", "/v1/devices/{id}/rotate"),
 )
 
 # API Gateway stage throttling for the open device routes (per second, burst).

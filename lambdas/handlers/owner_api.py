@@ -456,7 +456,7 @@ def openapi_document() -> dict[str, Any]:
     )
     document: dict[str, Any] = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
     _describe_errors_as_answered(document)
-    from lambdas.models.rotation import rotation_openapi
+    from lambdas.models.device_rotation import rotation_openapi
 
     components = document.setdefault("components", {}).setdefault("schemas", {})
     for paths, schemas in (device_openapi(), rotation_openapi()):

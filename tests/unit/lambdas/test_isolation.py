@@ -21,6 +21,7 @@ ATTEMPTS = [
     ("GET", "/v1/devices/{id}/events", None),
     ("GET", "/v1/devices/{id}/state", None),
     ("PATCH", "/v1/devices/{id}/state", {"relays": {"r1": True}}),
+    ("POST", "/v1/devices/{id}/rotate", None),
 ]
 
 
@@ -34,7 +35,7 @@ def victim(aws, monkeypatch):
     from lambdas.adapters import mqtt
 
     sent: list = []
-    monkeypatch.setattr(mqtt, "publish", lambda topic, payload: sent.append(topic))
+    monkeypatch.setattr(mqtt, "publish", lambda topic, payload, **_: sent.append(topic))
     cert = active_device(aws, owner="owner-1")
     from lambdas.dal import audit
 

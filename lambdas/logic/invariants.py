@@ -393,7 +393,9 @@ def _check_rotation(
         )
     thing = str(device.get("thingName") or device_id)
     if pending not in inv.things.get(thing, []):
-        report("rotation-certificate", device_id, f"rotation certificate {pending} is not attached to {thing}")
+        report(
+            "rotation-certificate", device_id, f"rotation certificate {pending} is not attached to {thing}"
+        )
     if policy not in (cert.policies or []):
         report("rotation-certificate", device_id, f"rotation certificate {pending} lacks policy {policy}")
 

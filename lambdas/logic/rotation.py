@@ -266,7 +266,8 @@ def check_signature(headers: Any, device: Device, method: str, path: str, body: 
     from lambdas.logic import signature
 
     refused: Unauthorized | None = None
-    for key in signing_keys(device) or [None]:
+    keys: list[str | None] = [*signing_keys(device)] or [None]  # none: check() says so
+    for key in keys:
         try:
             signature.check(headers, key, method, path, body)
             return

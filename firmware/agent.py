@@ -515,7 +515,10 @@ class Agent:
         if not self.transport.is_connected():
             return self._connection_lost("connection closed")
         if self.rotation.due(self.credentials, self.now(), self.clock.monotonic(), self._clock_trusted()):
-            return self.rotation.step(self)
+            delay, reconnect = self.rotation.step(self)
+            if reconnect:
+                self.state = State.CONNECT
+            return delay
         now = self.clock.monotonic()
         heartbeat = now >= self._next_status
         try:

@@ -24,15 +24,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from firmware.api import NetworkError, Response
+from firmware.api import DeviceApi, NetworkError, Response
+from firmware.clock import Clock
 from firmware.credentials import Credentials, CredentialsError, CredentialStore, atomic_write
 from firmware.identity import DeviceKey, Identity, IdentityError
-from firmware.transport import TransportError
-
-if TYPE_CHECKING:
-    from firmware.agent import Agent
+from firmware.transport import MqttSettings, Transport, TransportError
 
 log = logging.getLogger("latchkey.rotation")
 
@@ -45,6 +43,21 @@ MAX_CONNECT_FAILURES = 3  # test connects refused before the pending certificate
 RETRY_BASE_S = 30.0
 RETRY_CAP_S = 3600.0
 _MAX_REMEMBERED = 16
+
+
+class Agent(Protocol):
+    """What the rotation uses of firmware.agent.Agent (which imports this module, not the reverse)."""
+
+    identity: Identity | None
+    credentials: Credentials | None
+    api: DeviceApi
+    transport: Transport
+    clock: Clock
+    _csr: str | None
+
+    def _timestamp(self) -> int: ...
+    def _learn_time(self, response: Response) -> None: ...
+    def _mqtt_settings(self, identity: Identity, credentials: Credentials) -> MqttSettings: ...
 
 
 # --- when ----------------------------------------------------------------------------------------------
@@ -246,11 +259,12 @@ class Rotation:
 
     # -- the steps (called from the agent's online state) ----------------------------------------------
 
-    def step(self, agent: Agent) -> float:
-        """Run the rotation as far as it goes; the delay before the agent's next step."""
+    def step(self, agent: Agent) -> tuple[float, bool]:
+        """Run the rotation as far as it goes: (the delay before the agent's next step, whether it must
+        reconnect - with the new certificate, or with the old one when the new one was refused)."""
         identity = agent.identity
         if identity is None or agent.credentials is None:
-            return 0.0
+            return 0.0, False
         monotonic = agent.clock.monotonic()
         try:
             if self.pending is None:
@@ -269,21 +283,17 @@ class Rotation:
         except NetworkError as exc:
             return self._stay(agent, monotonic, f"network error ({exc})")
         self._promote(agent, identity, pending)
-        return 0.0
+        return 0.0, True
 
-    def _stay(self, agent: Agent, monotonic: float, why: str) -> float:
+    def _stay(self, agent: Agent, monotonic: float, why: str) -> tuple[float, bool]:
         """Still connected with the current certificate: carry on, try again later."""
         self._later(monotonic, why)
-        return 0.0 if agent.transport.is_connected() else self._reconnect(agent, monotonic, why, again=False)
+        return 0.0, not agent.transport.is_connected()
 
-    def _reconnect(self, agent: Agent, monotonic: float, why: str, again: bool = True) -> float:
+    def _reconnect(self, agent: Agent, monotonic: float, why: str) -> tuple[float, bool]:
         """Back to the current certificate (still valid: the old one is revoked only by `complete`)."""
-        if again:
-            self._later(monotonic, why)
-        from firmware.agent import State
-
-        agent.state = State.CONNECT
-        return 0.0
+        self._later(monotonic, why)
+        return 0.0, True
 
     def _post(self, agent: Agent, identity: Identity, body: dict[str, Any]) -> Response:
         response = agent.api.signed_post(identity, ROTATE_PATH, body, agent._timestamp())
@@ -367,15 +377,12 @@ class Rotation:
         return True
 
     def _promote(self, agent: Agent, identity: Identity, pending: Pending) -> None:
-        from firmware.agent import State
-
         credentials = _put_in_place(self.state_dir, identity.device_id, pending)
         self._remember(pending.rotation_id, credentials.certificate_id, pending.certificate_expires_at)
         self.pending, self.requested, self.failures, self.next_try = None, None, 0, 0.0
         agent.identity = Identity(identity.device_id, DeviceKey.from_pem(pending.key_pem), identity.api_url)
         agent.credentials = credentials
         agent._csr = None
-        agent.state = State.CONNECT
         log.info("rotated to certificate %s; reconnecting with it", credentials.certificate_id)
 
 

@@ -1,60 +1,77 @@
-"""`POST /v1/device/rotate` shapes, for the OpenAPI document only (the device handler validates by hand:
-`lambdas.logic.rotation.validate`). Beside lambdas/models/device.py, whose helpers they reuse, so that
-they can be folded into it.
+"""`POST /v1/device/rotate` in the OpenAPI document: its shapes as JSON Schema, in the style (and the
+keyword subset) of lambdas/device_contract.py, so that they can be folded into its SCHEMAS; until then
+`lambdas.logic.rotation.validate` checks the same rules by hand.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+from typing import Any
 
-from pydantic import BaseModel, Field
+from lambdas import constants as c
+from lambdas import device_contract
+from lambdas.models.device import _SIGNED_HEADERS
 
-from lambdas.models.device import _SIGNED_HEADERS, DeviceError, Endpoint, Topics
+ROTATE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["step"],
+    "properties": {
+        "step": {
+            "type": "string",
+            "pattern": "^(request|ack|complete)$(?!\\n)",
+            "x-expected": "request, ack or complete",
+        },
+        "csr": {
+            "type": "string",
+            "maxLength": c.MAX_CSR_BYTES,
+            "pattern": "-----BEGIN (NEW )?CERTIFICATE REQUEST-----",
+            "x-expected": "a PEM certificate signing request",
+            "description": "step request: the CSR of the new key (EC P-256 or RSA >= 2048).",
+        },
+        "certificateId": {
+            "type": "string",
+            "pattern": "^[0-9a-fA-F]{64}$(?!\\n)",
+            "x-expected": "the 64-character hex id of the delivered certificate",
+            "description": "steps ack and complete: the new certificate.",
+        },
+    },
+}
+
+_PROVISIONED = device_contract.POLL_PROVISIONED["properties"]
+ROTATE_DELIVERED: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "thingName", "certificateId", "certificatePem", "caPem", "endpoint", "topics"],
+    "properties": {
+        **{name: copy.deepcopy(schema) for name, schema in _PROVISIONED.items() if name != "status"},
+        "status": {"const": "rotating"},
+        "rotationId": {"type": ["string", "null"]},
+        "certificateExpiresAt": {
+            "type": ["string", "null"],
+            "description": "ISO 8601: when the service considers the new certificate expired.",
+        },
+        "rotationExpiresAt": {
+            "type": ["string", "null"],
+            "description": "ISO 8601: ack and complete before this, or the rotation is abandoned.",
+        },
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {"RotateRequest": ROTATE_REQUEST, "RotateDelivered": ROTATE_DELIVERED}
 
 
-class RotateRequest(BaseModel):
-    step: Literal["request", "ack", "complete"]
-    csr: str | None = Field(
-        default=None, max_length=4096, description="step request: PEM CSR of the new key."
-    )
-    certificateId: str | None = Field(
-        default=None, pattern=r"^[0-9a-fA-F]{64}$", description="steps ack and complete: the new certificate."
-    )
-
-
-class RotateDelivered(BaseModel):
-    status: Literal["rotating"]
-    rotationId: str | None = None
-    thingName: str
-    certificateId: str
-    certificatePem: str
-    caPem: str
-    endpoint: Endpoint
-    topics: Topics
-    certificateExpiresAt: str | None = Field(default=None, description="When the new certificate expires.")
-    rotationExpiresAt: str | None = Field(default=None, description="Ack and complete before this.")
-    retryAfter: int = 0
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def rotation_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) of the device rotation route, to merge into the document."""
-    from pydantic.json_schema import models_json_schema
-
-    _, top = models_json_schema(
-        [(m, "validation") for m in (RotateRequest, RotateDelivered, DeviceError)],
-        ref_template="#/components/schemas/{model}",
-    )
     signed = [
         {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
         for name, text in _SIGNED_HEADERS
     ]
 
     def error(text: str) -> dict[str, Any]:
-        return {"description": text, "content": {"application/json": {"schema": _ref(DeviceError)}}}
+        return {"description": text, "content": {"application/json": {"schema": _ref("DeviceError")}}}
 
     paths = {
         "/v1/device/rotate": {
@@ -68,12 +85,12 @@ def rotation_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
                 "parameters": signed,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(RotateRequest)}},
+                    "content": {"application/json": {"schema": _ref("RotateRequest")}},
                 },
                 "responses": {
                     "200": {
                         "description": "step request: the new certificate (the same one when asked again).",
-                        "content": {"application/json": {"schema": _ref(RotateDelivered)}},
+                        "content": {"application/json": {"schema": _ref("RotateDelivered")}},
                     },
                     "204": {"description": "steps ack and complete: done (also when repeated)."},
                     "400": error("Malformed body, step or CSR."),
@@ -87,4 +104,4 @@ def rotation_openapi() -> tuple[dict[str, Any], dict[str, Any]]:
             }
         }
     }
-    return paths, dict(top.get("$defs", {}))
+    return paths, copy.deepcopy(SCHEMAS)

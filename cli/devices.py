@@ -1,4 +1,4 @@
-"""`latchkey devices mint | show | revoke`: options in, one call to the job, one line out."""
+"""`latchkey devices mint | show | revoke | rotate`: options in, one call to the job, one line out."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ LABEL_FORMATS = ("png", "pdf", "none")
 
 @click.group()
 def devices() -> None:
-    """Mint device identities, inspect and revoke devices."""
+    """Mint device identities, inspect, revoke and rotate devices."""
 
 
 def _check_url(value: str, option: str) -> str:
@@ -200,3 +200,28 @@ def revoke(ctx: click.Context, device_id: str) -> None:
         return
     detail = f"certificate {certificate} REVOKED" if certificate else "no certificate had been issued"
     click.echo(f"Revoked {record[c.DEVICE_PK]} ({detail})")
+
+
+@devices.command()
+@click.argument("device_id")
+@click.pass_context
+def rotate(ctx: click.Context, device_id: str) -> None:
+    """Ask an active device to renew its certificate (new key, new certificate; the old one is revoked
+    only after the device has connected with the new one)."""
+    from lambdas.errors import Conflict, NotFound
+    from lambdas.logic import rotation
+    from lambdas.logic.manufacturing import ACTOR_OPERATOR
+
+    ensure_environment(ctx)
+    try:
+        answer = rotation.request(device_id.strip(), actor=ACTOR_OPERATOR, source_ip=None)
+    except NotFound:
+        fail(f"no device {device_id}")
+    except Conflict as error:
+        fail(error.message)
+    progress_ = answer["rotation"] or {}
+    click.echo(
+        f"Rotation {progress_.get('id')} of {answer['deviceId']} is {progress_.get('step')} "
+        f"(until {progress_.get('expiresAt')}); certificate {answer['certificateId']} stays valid until "
+        "the device has connected with its new one."
+    )

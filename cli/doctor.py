@@ -18,6 +18,28 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
+DEFAULT_EXPIRY_DAYS = 30
+
+
+def print_expiring(devices: list[dict], days: float) -> None:
+    """The active devices whose certificate expires within `days` (a warning, not a problem)."""
+    from lambdas.domain.device import Device
+    from lambdas.logic import rotation
+
+    soon = rotation.expiring([Device.from_item(d) for d in devices], days * 86400)
+    if not soon:
+        click.echo(f"No certificate expires within {days:g} days.")
+        return
+    click.echo(f"{len(soon)} certificate{'s' if len(soon) != 1 else ''} expire within {days:g} days:")
+    for entry in soon:
+        state = f", rotation {entry['rotation']}" if entry["rotation"] else ""
+        click.echo(
+            f"  {entry['deviceId']}: certificate {entry['certificateId'][:12]}... expires "
+            f"{entry['expiresAt']} ({entry['daysLeft']:g} days{state}); `latchkey devices rotate "
+            f"{entry['deviceId']}` renews it"
+        )
+
+
 @click.command()
 @click.option(
     "--repair",
@@ -26,8 +48,19 @@ def _plural(n: int, word: str) -> str:
     "certificate, a lost attachment), then check again.",
 )
 @click.option("--dry-run", is_flag=True, help="Say what --repair would do, and change nothing.")
+@click.option(
+    "--expiring-within",
+    "expiring_within",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_EXPIRY_DAYS,
+    show_default=True,
+    metavar="DAYS",
+    help="List the certificates that expire within DAYS.",
+)
 @click.pass_context
-def doctor(ctx: click.Context, repair: bool, dry_run: bool) -> None:
+def doctor(
+    ctx: click.Context, repair: bool, dry_run: bool, expiring_within: float = DEFAULT_EXPIRY_DAYS
+) -> None:
     """Check devices, pending devices, the audit trail, things, certificates and policies against
     each other. Prints every problem; exit status 1 if there is any (with --repair: any left after
     repairing), 0 when all is consistent."""
@@ -42,6 +75,7 @@ def doctor(ctx: click.Context, repair: bool, dry_run: bool) -> None:
     click.echo(f"Checked {snapshot.summary()} ({source}).")
     for problem in problems:
         click.echo(str(problem))
+    print_expiring(snapshot.devices, expiring_within)
     if not problems:
         click.echo("No problems found.")
         return

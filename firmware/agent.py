@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from firmware import __version__, schedule, sysinfo
+from firmware import __version__, rotation, schedule, sysinfo
 from firmware.api import DeviceApi, Http, NetworkError, Response, UrllibHttp, tls_context
 from firmware.clock import Clock, SystemClock
 from firmware.config import AgentConfig, ConfigError
@@ -118,6 +118,10 @@ class Agent:
         self.device = DeviceModel(config.state_dir)
 
         self.identity = self._load_identity()
+        if self.identity is not None:  # certificate rotation (firmware/rotation.py): its key, if any
+            rotation.finish_interrupted(config.state_dir, self.identity.device_id)
+            self.identity = rotation.with_rotated_key(self.identity, config.state_dir)
+        self.rotation = rotation.Rotation(config.state_dir, config.renew_share, config.rotate_key)
         api_url = config.api_url or (self.identity.api_url if self.identity else "")
         if not api_url:
             raise ConfigError("no api_url: set it in the config (or the identity file's apiUrl)")
@@ -282,6 +286,7 @@ class Agent:
     def _wipe(self) -> None:
         self.store.wipe()
         self.credentials = None
+        self.rotation.wipe()
 
     def _final(self, call: str, response: Response) -> ExitCode | None:
         """The exit code if this answer is one only a re-flash changes, from the device API itself."""
@@ -478,6 +483,9 @@ class Agent:
         log.warning("ack answered HTTP %s; retrying before connecting", response.status)
         return self.backoff.next(retry_after)
 
+    def _clock_trusted(self) -> bool:
+        return not self._clock_untrusted or abs(self.clock_offset) > 0
+
     def _mqtt_settings(self, identity: Identity, credentials: Credentials) -> MqttSettings:
         return MqttSettings(
             host=credentials.host,
@@ -547,6 +555,11 @@ class Agent:
                 return 0.0
         if not self.transport.is_connected():
             return self._connection_lost("connection closed")
+        if self.rotation.due(self.credentials, self.now(), self.clock.monotonic(), self._clock_trusted()):
+            delay, reconnect = self.rotation.step(self)
+            if reconnect:
+                self.state = State.CONNECT
+            return delay
         now = self.clock.monotonic()
         heartbeat = now >= self._next_status
         try:
@@ -631,12 +644,18 @@ class Agent:
             return False
         if credentials is None or topic != credentials.topics.get("commands"):
             return False
+        if not payload:
+            return False  # a cleared retained message (the rotate notice, once done)
         try:
             message = json.loads(payload)
         except ValueError:
             log.warning("ignoring a command that is not JSON")
             return False
         command = message.get("command") if isinstance(message, dict) else None
+        if command == "rotate" and isinstance(message, dict):
+            self.rotation.on_notice(message)
+            self._wake.set()
+            return False
         if command != "release":
             log.info("ignoring unknown command %r", command)
             return False

@@ -97,10 +97,12 @@ class AgentConfig:
     http_timeout: float = 10.0
     mqtt_keepalive: int = MQTT_KEEPALIVE
     log_level: str = "INFO"
+    renew_share: float = 2 / 3  # certificate rotation: renew after this share of the lifetime
+    rotate_key: bool = True  # certificate rotation: a new key each time (false: the same key, re-certified)
 
 
 _PATHS = {"identity_file", "state_dir"}
-_NUMBERS = {"backoff_initial", "backoff_cap", "jitter", "status_interval", "http_timeout"}
+_NUMBERS = {"backoff_initial", "backoff_cap", "jitter", "status_interval", "http_timeout", "renew_share"}
 _NUMBERS |= {
     "poll_fast_wait",
     "poll_fast_window",
@@ -109,6 +111,7 @@ _NUMBERS |= {
     "reconnect_initial",
     "reconnect_cap",
 }
+_BOOLEANS = {"rotate_key"}
 
 
 def parse_config(data: dict[str, Any], base_dir: Path) -> AgentConfig:
@@ -130,6 +133,10 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> AgentConfig:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{key} must be a number, got {value!r}")
             values[key] = float(value)
+        elif key in _BOOLEANS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false, got {value!r}")
+            values[key] = value
         elif key == "mqtt_keepalive":
             if isinstance(value, bool) or not isinstance(value, int) or not 5 <= value <= 1200:
                 raise ConfigError("mqtt_keepalive must be an integer between 5 and 1200 seconds")
@@ -160,6 +167,8 @@ def _check(config: AgentConfig) -> None:
             f"status_interval must be between 1 and {HEARTBEAT_INTERVAL:.0f} seconds "
             "(the service shows a device away after two missed heartbeats)"
         )
+    if not 0.1 <= config.renew_share <= 0.95:
+        raise ConfigError("renew_share must be between 0.1 and 0.95 (a share of the certificate's lifetime)")
     if config.http_timeout <= 0:
         raise ConfigError("http_timeout must be > 0")
     if config.api_url and not config.api_url.startswith(("http://", "https://")):

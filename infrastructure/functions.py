@@ -79,7 +79,9 @@ IOT_ACTIONS: dict[str, tuple[str, ...]] = {"DeviceApi": _PROVISIONING, "OwnerApi
 ISSUE_ACTION = {"aws": "iot:CreateCertificateFromCsr", "own-ca": "iot:RegisterCertificate"}
 ISSUES_CERTIFICATES = ("DeviceApi",)
 USES_SHADOW = ("OwnerApi",)  # relays and sensors: GET/PATCH /v1/devices/{id}/state
-PUBLISHES_COMMANDS = ("OwnerApi",)  # release/revoke tell the agent over MQTT
+# release/revoke tell the agent over MQTT; a rotation request leaves a retained notice (OwnerApi), which
+# the completed rotation clears (DeviceApi): retained publishes need iot:RetainPublish as well.
+PUBLISHES_COMMANDS = ("OwnerApi", "DeviceApi")
 READS_SECRET = ("DeviceApi", "OwnerApi")  # claim-code HMAC key; origin-verify value; own-CA key pair
 READS_USER_POOL = ("OwnerApi",)  # functions that look up owner accounts
 # The audit trail is append-only for the functions: they write and read events, never change or delete
@@ -240,6 +242,8 @@ class Functions(Construct):
             c.ENV_USER_POOL_ID: user_pool_id,
             c.ENV_USER_POOL_CLIENT_ID: user_pool_client_id,
             c.ENV_PRODUCT_NAME: settings.product_name,
+            c.ENV_CERT_VALIDITY_DAYS: str(settings.cert_validity_days),
+            c.ENV_ROTATION_WINDOW_HOURS: str(settings.rotation_window_hours),
             "LATCHKEY_LOG_LEVEL": settings.log_level,
             "POWERTOOLS_SERVICE_NAME": "latchkey",
         }
@@ -481,7 +485,11 @@ class Functions(Construct):
             commands = definitions.device_topics("*")["commands"]
             topic = arn("topic", commands)
             role.add_to_principal_policy(
-                iam.PolicyStatement(sid="PublishDeviceCommands", actions=["iot:Publish"], resources=[topic])
+                iam.PolicyStatement(
+                    sid="PublishDeviceCommands",
+                    actions=["iot:Publish", "iot:RetainPublish"],
+                    resources=[topic],
+                )
             )
             if not actions:
                 role.add_to_principal_policy(

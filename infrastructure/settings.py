@@ -42,6 +42,13 @@ def _ses_sender(value: object) -> str:
     return sender
 
 
+def _positive(value: object, default: int, name: str) -> int:
+    number = default if value is None or value == "" else int(str(value))
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     bundle: bool = True  # install lambdas/requirements.txt into the function asset
@@ -61,6 +68,8 @@ class Settings:
     ca_generation: int = 1  # own-CA mode: raise it to roll the CA over (docs/deploy.md)
     # Cognito's email through SES from this verified address ("" = Cognito's default sender, few a day)
     ses_sender: str = ""
+    cert_validity_days: int = 365  # certificate lifetime: own-CA mode signs for it, AWS mode tracks it
+    rotation_window_hours: int = 168  # how long a rotation may keep old and new certificate usable
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -88,4 +97,6 @@ class Settings:
             iot_log_level=iot_log_level,
             ca_generation=int(get("caGeneration") or 1),
             ses_sender=_ses_sender(get("sesSender")),
+            cert_validity_days=_positive(get("certValidityDays"), 365, "certValidityDays"),
+            rotation_window_hours=_positive(get("rotationWindowHours"), 168, "rotationWindowHours"),
         )

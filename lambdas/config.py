@@ -36,3 +36,22 @@ def grants_table() -> str:
 
 def cert_mode() -> str:
     return os.environ.get(c.ENV_CERT_MODE, "aws")
+
+
+def _positive_int(env_var: str, default: int) -> int:
+    raw = os.environ.get(env_var, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise RuntimeError(f"{env_var} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def cert_validity_days() -> int:
+    """The certificate lifetime the stack configures (own-CA mode signs with it; AWS mode tracks it)."""
+    return _positive_int(c.ENV_CERT_VALIDITY_DAYS, c.DEFAULT_CERT_VALIDITY_DAYS)
+
+
+def rotation_window_hours() -> int:
+    """How long a rotation may keep two usable certificates before the new one is abandoned."""
+    return _positive_int(c.ENV_ROTATION_WINDOW_HOURS, c.DEFAULT_ROTATION_WINDOW_HOURS)

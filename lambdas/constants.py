@@ -19,6 +19,8 @@ ENV_USER_POOL_ID = "LATCHKEY_USER_POOL_ID"
 ENV_USER_POOL_CLIENT_ID = "LATCHKEY_USER_POOL_CLIENT_ID"
 ENV_MQTT_BRIDGE = "LATCHKEY_MQTT_BRIDGE"  # local only: where the embedded cloud's MQTT publisher listens
 ENV_PRODUCT_NAME = "LATCHKEY_PRODUCT_NAME"
+ENV_CERT_VALIDITY_DAYS = "LATCHKEY_CERT_VALIDITY_DAYS"  # certificate lifetime the stack configures
+ENV_ROTATION_WINDOW_HOURS = "LATCHKEY_ROTATION_WINDOW_HOURS"  # how long old + new certificate may overlap
 
 # Device ids: "lk-" + 16 lowercase Crockford chars; the IAM policies of the stack scope thing ARNs to this prefix.
 DEVICE_ID_PREFIX = "lk-"
@@ -77,3 +79,7 @@ TOPIC_SHADOW_PREFIX = "$aws/things/{thing}/shadow"
 TOPIC_STATUS_FILTER = "latchkey/things/+/status"
 
 REGISTRATION_TOKEN_TTL_SECONDS = 24 * 3600
+
+# Certificate rotation (lambdas/logic/rotation.py).
+DEFAULT_CERT_VALIDITY_DAYS = 365
+DEFAULT_ROTATION_WINDOW_HOURS = 7 * 24

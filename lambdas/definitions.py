@@ -159,6 +159,8 @@ ROUTES: tuple[Route, ...] = (
     _owner("GET", "/v1/transfers"),
     _owner("POST", "/v1/transfers/{id}/accept"),
     _owner("DELETE", "/v1/transfers/{id}"),
+    _device("POST", "/v1/device/rotate"),
+    _owner("POST", "/v1/devices/{id}/rotate"),
 )
 
 # API Gateway stage throttling for the open device routes (per second, burst).

@@ -1,4 +1,5 @@
-// Rename, Revoke, Release and Delete on the details view, each behind the confirmation dialog.
+// Rename, Revoke, Release and Delete on the details view, each behind the confirmation dialog (Renew
+// certificate: rotate.js).
 import { api, devicePath } from './api.js';
 import { currentDevice } from './details.js';
 import { forgetCard } from './devices.js';
@@ -6,6 +7,7 @@ import { confirmAction } from './dialogs.js';
 import { $, notice } from './dom.js';
 import { NAME_MAX, nameProblem } from './fields.js';
 import { displayName } from './format.js';
+import { wireRotate } from './rotate.js';
 import { restartPolling } from './views.js';
 
 function renameDevice() {
@@ -79,4 +81,5 @@ export function wireDeviceActions() {
   $('revoke-button').addEventListener('click', revokeDevice);
   $('release-button').addEventListener('click', releaseDevice);
   $('delete-button').addEventListener('click', deleteDevice);
+  wireRotate();
 }

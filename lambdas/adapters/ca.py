@@ -11,7 +11,7 @@ import datetime as dt
 from functools import cache
 from typing import Any
 
-VALIDITY = dt.timedelta(days=3650)
+VALIDITY = dt.timedelta(days=3650)  # the longest a certificate may be made for, whatever is configured
 BACKDATE = dt.timedelta(minutes=5)  # tolerate devices and brokers whose clocks run a little behind
 
 
@@ -37,8 +37,16 @@ def ca_certificate_pem() -> str:
     return str(cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
+def validity() -> dt.timedelta:
+    """The lifetime the stack configures (LATCHKEY_CERT_VALIDITY_DAYS, default one year), at most VALIDITY."""
+    from lambdas import config
+
+    return min(dt.timedelta(days=config.cert_validity_days()), VALIDITY)
+
+
 def sign_csr(csr_pem: str, thing_name: str, now: dt.datetime | None = None) -> str:
-    """A client certificate for the CSR's public key, CN=thing_name, signed by the service CA."""
+    """A client certificate for the CSR's public key, CN=thing_name, signed by the service CA for
+    `validity()` (never past the CA's own end)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -48,7 +56,7 @@ def sign_csr(csr_pem: str, thing_name: str, now: dt.datetime | None = None) -> s
     csr = x509.load_pem_x509_csr(csr_pem.encode())
     public_key = csr.public_key()
     start = (now or dt.datetime.now(dt.UTC)) - BACKDATE
-    end = min(start + VALIDITY, ca_cert.not_valid_after_utc)
+    end = min(start + validity(), ca_cert.not_valid_after_utc)
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     builder = (
         x509.CertificateBuilder()

@@ -346,8 +346,11 @@ def revoke_certificate(certificate_id: str, thing_name: str | None = None) -> No
         _revoke(certificate_id, description, thing_name)
 
 
-def _revoke(certificate_id: str, description: dict[str, Any], thing_name: str | None) -> list[str] | None:
-    """The three steps of `revoke_certificate`; the certificate's things when it looked them up."""
+def _revoke(
+    certificate_id: str, description: dict[str, Any], thing_name: str | None, drop: bool = True
+) -> list[str] | None:
+    """The three steps of `revoke_certificate`; the certificate's things when it looked them up.
+    Without `drop` the thing's connection stays (a rotation: it is the new certificate's)."""
     arn = str(description.get("certificateArn") or certificate_arn(certificate_id))
     status = description.get("status")
     if status != "REVOKED":
@@ -359,7 +362,10 @@ def _revoke(certificate_id: str, description: dict[str, Any], thing_name: str | 
             if error_code(exc) != "CertificateStateException":
                 raise _translate(exc) from exc
     things = None
-    if status in ("ACTIVE", "REVOKED"):  # REVOKED too: an earlier attempt may have stopped before the drop
+    if drop and status in (
+        "ACTIVE",
+        "REVOKED",
+    ):  # REVOKED too: an earlier attempt may have stopped before the drop
         things = [thing_name] if thing_name else _principal_things(arn)
         for thing in things:
             drop_connection(thing)
@@ -421,14 +427,14 @@ def _detach_everything(arn: str, things: list[str]) -> None:
         _tolerant(_iot().detach_thing_principal, thingName=thing, principal=arn)
 
 
-def _remove_certificate(thing_name: str, certificate_id: str, patience: _Patience) -> None:
+def _remove_certificate(thing_name: str, certificate_id: str, patience: _Patience, drop: bool = True) -> None:
     """Revoke (and disconnect), detach, delete; waits, within `patience`, for the detach to propagate."""
     description = describe_certificate(certificate_id)
     if description is None:
         return
     arn = str(description["certificateArn"])
     # REVOKED even when INACTIVE: a provisioning poll must not adopt a certificate on its way out.
-    things = _revoke(certificate_id, description, None)
+    things = _revoke(certificate_id, description, None, drop=drop)
     things = _principal_things(arn) if things is None else things
     for thing in sorted({thing_name, *things}):  # the policies are detached already
         _tolerant(_iot().detach_thing_principal, thingName=thing, principal=arn)
@@ -474,6 +480,14 @@ def remove_certificate_and_thing(
             return
         except _ThingInUse:
             patience.wait(f"detaching the certificates of thing {thing_name}")
+
+
+def retire_certificate(thing_name: str, certificate_id: str) -> None:
+    """Take one certificate of a thing out of service without touching the thing's connection: REVOKED,
+    policies and thing detached, deleted. For rotation, where the live connection (same client id) is
+    the other certificate's; a connection with this one could only be a stale session, which IoT drops
+    itself once the certificate is revoked. Idempotent; IotUnavailable past the propagation budget."""
+    _remove_certificate(thing_name, certificate_id, _Patience(), drop=False)
 
 
 # --- the data endpoint -----------------------------------------------------------------------------

@@ -26,23 +26,26 @@ class PublishFailed(ServiceUnavailable):
         super().__init__(message, retryAfter=5, headers={"Retry-After": "5"})
 
 
-def publish(topic: str, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload, separators=(",", ":")).encode()
+def publish(topic: str, payload: dict[str, Any] | None, retain: bool = False) -> None:
+    """QoS 1. `retain`: the broker keeps the message for whoever subscribes later (needs
+    iot:RetainPublish); a None payload with `retain` deletes the retained message of the topic."""
+    data = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
     bridge = os.environ.get(c.ENV_MQTT_BRIDGE, "").strip()
     if bridge:
-        _publish_bridge(json.loads(bridge), topic, data)
+        _publish_bridge(json.loads(bridge), topic, data, retain)
     else:
-        _publish_iot(topic, data)
+        _publish_iot(topic, data, retain)
 
 
-def _publish_iot(topic: str, data: bytes) -> None:
+def _publish_iot(topic: str, data: bytes, retain: bool = False) -> None:
     try:
-        iot.iot_data_client().publish(topic=topic, qos=1, payload=data)
+        retained = {"retain": True} if retain else {}
+        iot.iot_data_client().publish(topic=topic, qos=1, payload=data, **retained)
     except Exception as exc:
         raise PublishFailed(f"IoT did not accept the message for {topic}.") from exc
 
 
-def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes) -> None:
+def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes, retain: bool = False) -> None:
     import paho.mqtt.client as paho  # deferred: local only
 
     client = paho.Client(
@@ -62,7 +65,7 @@ def _publish_bridge(settings: dict[str, Any], topic: str, data: bytes) -> None:
         raise PublishFailed(f"The MQTT broker at {host}:{port} is unreachable.") from exc
     client.loop_start()
     try:
-        info = client.publish(topic, data, qos=1)
+        info = client.publish(topic, data, qos=1, retain=retain)
         info.wait_for_publish(timeout=PUBACK_TIMEOUT_S)
         if not info.is_published():
             raise PublishFailed(f"The MQTT broker did not acknowledge the message for {topic}.")

@@ -64,6 +64,11 @@ class Device:
     last_poll_at: str | None = None
     last_poll_ip: str | None = None
     registration: dict[str, Any] = field(default_factory=dict)
+    # Certificate rotation (lambdas/logic/rotation.py): the pending new certificate and its new key, the
+    # scalar id that guards rotation writes, and the current certificate's effective expiry.
+    rotation: dict[str, Any] | None = None
+    rotation_id: str | None = None
+    certificate_expires_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # --- storage ------------------------------------------------------------------------------------

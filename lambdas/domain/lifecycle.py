@@ -31,7 +31,14 @@ RELEASE_CLEARS = (
     "presence",
     "last_seen_at",
     "registration",
+    "rotation",
+    "rotation_id",
+    "certificate_expires_at",
 )
+# A rotation in progress is tracked by these fields; revoke ends it (the pending certificate is swept).
+ROTATION_FIELDS = ("rotation", "rotation_id")
+_ROTATION_GUARD = ("state", "certificate_id", "rotation_id")
+
 # A transfer keeps the device's identity and label but nothing of the previous ownership's credentials.
 TRANSFER_CLEARS = (
     "thing_name",
@@ -44,6 +51,7 @@ TRANSFER_CLEARS = (
     "presence",
     "last_seen_at",
     "registration",
+    *ROTATION_FIELDS,
 )
 # Optimistic-concurrency guard of the owner's actions: still theirs, same state, same certificate.
 _OWNER_GUARD = ("owner_id", "state", "certificate_id")
@@ -162,7 +170,7 @@ TRANSITIONS: dict[str, Transition] = {
             LIVE_STATES,
             State.REVOKED,
             sets=("certificate_status", "revoked_at"),
-            clears=(),
+            clears=ROTATION_FIELDS,
             guard=_OWNER_GUARD,
             audit=("certificate.revoked",),
             doc="Owner or operator: certificate REVOKED, connection dropped; polls get 403.",
@@ -213,6 +221,65 @@ TRANSITIONS: dict[str, Transition] = {
             ends_access=True,
             doc="The recipient accepts a transfer offer: new owner and ownership, old certificate revoked "
             "first; the device provisions again with a fresh CSR.",
+        ),
+        # Certificate rotation (lambdas/logic/rotation.py): the device stays active throughout; the
+        # pending certificate and its key live in `rotation` until the device has connected with it.
+        Transition(
+            "rotate-request",
+            frozenset({State.ACTIVE}),
+            None,
+            sets=ROTATION_FIELDS,
+            clears=(),
+            guard=(*_OWNER_GUARD, "rotation_id"),
+            audit=("certificate.rotation-requested",),
+            doc="Owner or operator asks for a new certificate; the agent hears it (retained MQTT notice).",
+        ),
+        Transition(
+            "rotate-deliver",
+            frozenset({State.ACTIVE}),
+            None,
+            sets=ROTATION_FIELDS,
+            clears=(),
+            guard=_ROTATION_GUARD,
+            audit=("certificate.issued",),
+            doc="The device's new CSR gets a second certificate (INACTIVE), kept beside the current one.",
+        ),
+        Transition(
+            "rotate-ack",
+            frozenset({State.ACTIVE}),
+            None,
+            sets=("rotation",),
+            clears=(),
+            guard=_ROTATION_GUARD,
+            audit=("certificate.activated",),
+            doc="The device saved the new certificate: it is ACTIVE too (the rotation overlap begins).",
+        ),
+        Transition(
+            "rotate-complete",
+            frozenset({State.ACTIVE}),
+            None,
+            sets=(
+                "certificate_id",
+                "certificate_pem",
+                "certificate_status",
+                "public_key_pem",
+                "activated_at",
+                "certificate_expires_at",
+            ),
+            clears=ROTATION_FIELDS,
+            guard=_ROTATION_GUARD,
+            audit=("certificate.rotated",),
+            doc="The device connected with the new certificate: it becomes the current one, the old is revoked.",
+        ),
+        Transition(
+            "rotate-abandon",
+            frozenset({State.ACTIVE}),
+            None,
+            sets=(),
+            clears=ROTATION_FIELDS,
+            guard=_ROTATION_GUARD,
+            audit=("certificate.rotation-abandoned",),
+            doc="A rotation expired or was replaced: its certificate is removed, the current one stays.",
         ),
     )
 }

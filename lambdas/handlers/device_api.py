@@ -1,4 +1,5 @@
-"""Device API Lambda: `POST /v1/device/poll`, `POST /v1/device/ack`, `POST /v1/device/register`.
+"""Device API Lambda: `POST /v1/device/poll`, `POST /v1/device/ack`, `POST /v1/device/register`,
+`POST /v1/device/rotate`.
 
 Deliberately light: stdlib, the shared helpers, and the DAL. `cryptography` is imported on the first
 signature check, the IoT adapter only when a device is provisioned or acknowledges, and the
@@ -22,6 +23,7 @@ log = logs.logger("device_api")
 POLL = "POST /v1/device/poll"
 ACK = "POST /v1/device/ack"
 REGISTER = "POST /v1/device/register"
+ROTATE = "POST /v1/device/rotate"
 
 
 def _request(event: dict[str, Any]) -> tuple[str, str, str]:
@@ -91,6 +93,20 @@ def _register(event: dict[str, Any]) -> dict[str, Any]:
     return http.response(201, result)
 
 
+def _rotate(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    """Certificate rotation's device steps (`lambdas.logic.rotation`); signed by the current or new key."""
+    from lambdas.logic import rotation  # deferred: only rotating devices need it
+
+    signed = _signed(event)
+    raw = http.raw_body(event)
+    body = rotation.validate(http.json_body(raw))
+    device = poll.ensure_pollable(devices.get(signed.device_id, consistent=True))
+    rotation.check_signature(signed, device, method, path, raw)
+    result = rotation.handle(device, body, source_ip=http.source_ip(event))
+    logs.event(log, logging.INFO, "rotate", deviceId=signed.device_id, step=body["step"])
+    return http.response(204) if result is None else http.response(200, result)
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     route = "?"
     try:
@@ -101,6 +117,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             return _ack(event, method, path)
         if route == REGISTER:
             return _register(event)
+        if route == ROTATE:
+            return _rotate(event, method, path)
         raise NotFound(f"No route for {route}.")
     except LatchkeyError as error:
         level = logging.WARNING if error.status in (401, 403, 409, 413) else logging.INFO

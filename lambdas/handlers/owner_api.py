@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # imported by _models() when first needed
         TransferRequest,
     )
     from lambdas.models.pending import PendingCreateRequest
+    from lambdas.models.rotation import RotationStatus
     from lambdas.models.state import StatePatch
 
 log = logs.logger("owner_api")
@@ -91,7 +92,7 @@ def _models() -> None:
     """Import the pydantic models into this module's namespace (Powertools resolves annotations there)."""
     if "ClaimRequest" in globals():
         return
-    from lambdas.models import common, owner, pending, state
+    from lambdas.models import common, owner, pending, rotation, state
 
     names = {
         common: ("ErrorBody", "GatewayError"),
@@ -109,6 +110,7 @@ def _models() -> None:
             "TransferRequest",
         ),
         pending: ("PendingCreateRequest",),
+        rotation: ("RotationStatus",),
         state: ("StatePatch",),
     }
     globals().update({name: getattr(module, name) for module, items in names.items() for name in items})
@@ -520,6 +522,28 @@ def decline_transfer(id: str) -> None:
     _transfer().decline(caller, id, _source_ip())
 
 
+@route(
+    "POST",
+    "/v1/devices/<id>/rotate",
+    summary="Renew the device's certificate",
+    description="Asks the agent for a new key and certificate (a retained notice on its commands topic). "
+    "The old certificate works until the device has connected with the new one. Idempotent while a "
+    "rotation is in progress; 409 unless the device is active.",
+    tags=DEVICES,
+    security=SECURITY,
+    responses=_responses(200, "The certificate and the rotation in progress.", 401, 404, 409),
+)
+def rotate_device(id: str) -> RotationStatus:
+    from lambdas.logic import rotation  # deferred: only this route needs it
+
+    owner_id, _ = _caller()
+    owner.owned(owner_id, id)  # malformed ids and other owners' devices: the same 404 as every route
+    answer = rotation.request(
+        id, actor=owner_id, source_ip=_source_ip(), owner_id=owner_id, not_found=owner.NOT_FOUND_MESSAGE
+    )
+    return RotationStatus.model_validate(answer)
+
+
 # --- pending devices (registration tokens; lambdas.logic.registration) --------------------------------
 
 PENDING = ["pending devices"]
@@ -627,11 +651,13 @@ def openapi_document() -> dict[str, Any]:
     )
     document: dict[str, Any] = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
     _describe_errors_as_answered(document)
-    paths, schemas = device_openapi()
-    document.setdefault("paths", {}).update(paths)
+    from lambdas.models.device_rotation import rotation_openapi
+
     components = document.setdefault("components", {}).setdefault("schemas", {})
-    for name, definition in schemas.items():
-        components.setdefault(name, definition)
+    for paths, schemas in (device_openapi(), rotation_openapi()):
+        document.setdefault("paths", {}).update(paths)
+        for name, definition in schemas.items():
+            components.setdefault(name, definition)
     return document
 
 

@@ -23,6 +23,11 @@ Devices
 - `certificate-shared`: no two devices name one certificate;
 - `registration-stale`: a device registered with a token is still the one its pending item names
   (regenerating the token retires the device that used the old one).
+- `rotation-state` / `rotation-certificate` / `rotation-expired`: the one exception to "one usable
+  certificate per device" is a rotation (lambdas/logic/rotation.py), tracked on the record: only an
+  active device has one; its pending certificate exists, is attached to the thing with the device
+  policy, is INACTIVE until the ack and ACTIVE after it; and it is younger than the rotation window
+  (older: two usable certificates past the window). Any other certificate on the thing is an orphan.
 
 IoT (things of the Latchkey thing type or with the device id prefix; certificates that are Latchkey's:
 named by a device, attached to a Latchkey thing, carrying the device policy, or with a device id as
@@ -200,6 +205,7 @@ def inventory(iot: Any = None) -> Inventory:
             things[name] = attached
 
     named = {str(d["certificateId"]) for d in devices if d.get("certificateId")}
+    named |= {cid for d in devices if (cid := _pending_certificate(d))}
     certificates: dict[str, Certificate] = {}
     for cid, cert in all_certificates.items():
         ours = cid in named or cid in with_policy or any(t in things for t in cert.things)
@@ -221,6 +227,17 @@ def inventory(iot: Any = None) -> Inventory:
 
 
 # --- the rules ---------------------------------------------------------------------------------------
+
+
+def _pending_certificate(device: dict[str, Any]) -> str:
+    """The certificate id of the device's rotation in progress ("" for none)."""
+    rotation = device.get("rotation")
+    return str(rotation.get("certificateId") or "") if isinstance(rotation, dict) else ""
+
+
+def _usable(device: dict[str, Any]) -> set[str]:
+    """The certificates a device may hold: the recorded one and its rotation's pending one."""
+    return {cid for cid in (str(device.get("certificateId") or ""), _pending_certificate(device)) if cid}
 
 
 def check(snapshot: Inventory | None = None) -> list[Problem]:
@@ -252,13 +269,14 @@ def check(snapshot: Inventory | None = None) -> list[Problem]:
             report("owner-on-unclaimed", device_id, f"is unclaimed but has owner {owner}")
         if device.get("thingName") and device["thingName"] != device_id:
             report("thing-name", device_id, f"names thing {device['thingName']}, not its own id")
-        if cert_id:
-            naming.setdefault(cert_id, []).append(device_id)
+        for usable in _usable(device):
+            naming.setdefault(usable, []).append(device_id)
         if state in NO_CERTIFICATE_YET and cert_id:
             report("certificate-too-early", device_id, f"is {state} but names certificate {cert_id}")
         if state in CERTIFIED or (state == c.STATE_REVOKED and cert_id):
             _check_certificate(device, device_id, state, cert_id, inv, policy, report)
         _check_registration(device, device_id, pending_by_id, report)
+        _check_rotation(device, device_id, state, inv, policy, report)
         _check_audit(device, device_id, state, owner, cert_id, inv.events.get(device_id, []), report)
 
     for cert_id, names in naming.items():
@@ -269,7 +287,7 @@ def check(snapshot: Inventory | None = None) -> list[Problem]:
         if record is None:
             report("thing-orphan", thing, "thing has no device record")
         for cert_id in attached:
-            if record is None or cert_id != record.get("certificateId"):
+            if record is None or cert_id not in _usable(record):
                 status = inv.certificates[cert_id].status if cert_id in inv.certificates else "unknown"
                 whose = "which has no device record" if record is None else "whose device does not name it"
                 report(
@@ -368,11 +386,56 @@ def _check_usable(inv: Inventory, by_id: dict[str, dict[str, Any]], policy: str,
                 whose = "which has no device record"
             elif record.get("state") != c.STATE_ACTIVE:
                 whose = f"whose device is {record.get('state')}"
-            elif record.get("certificateId") != cert_id:
+            elif cert_id not in _usable(record):  # its own, or its rotation's pending one (the overlap)
                 whose = f"whose device names certificate {record.get('certificateId')}"
             else:
                 continue
             report("certificate-usable", cert_id, f"is usable at the broker as thing {thing}, {whose}")
+
+
+def _check_rotation(
+    device: dict[str, Any], device_id: str, state: Any, inv: Inventory, policy: str, report: Any
+) -> None:
+    rotation = device.get("rotation")
+    if not rotation and not device.get("rotationId"):
+        return
+    if state != c.STATE_ACTIVE:
+        report("rotation-state", device_id, f"is {state} but has a certificate rotation in progress")
+        return
+    if not isinstance(rotation, dict) or not device.get("rotationId"):
+        report("rotation-state", device_id, "has half a rotation (rotation and rotationId go together)")
+        return
+    from lambdas.domain import times
+
+    expiry = times.parse_iso(rotation.get("expiresAt"))
+    if expiry is None or expiry.timestamp() <= times.now():
+        report(
+            "rotation-expired",
+            device_id,
+            f"rotation {device['rotationId']} is past its window (expires {rotation.get('expiresAt')}): "
+            "abandon it (its certificate removed, the current one kept)",
+        )
+    pending = _pending_certificate(device)
+    if not pending:
+        return  # requested: no certificate issued yet
+    cert = inv.certificates.get(pending)
+    if cert is None:
+        report("rotation-certificate", device_id, f"rotation names certificate {pending}, not in IoT")
+        return
+    wanted = "ACTIVE" if rotation.get("step") == "activated" else "INACTIVE"
+    if cert.status != wanted:
+        report(
+            "rotation-certificate",
+            device_id,
+            f"rotation is {rotation.get('step')} but its certificate {pending} is {cert.status}",
+        )
+    thing = str(device.get("thingName") or device_id)
+    if pending not in inv.things.get(thing, []):
+        report(
+            "rotation-certificate", device_id, f"rotation certificate {pending} is not attached to {thing}"
+        )
+    if policy not in (cert.policies or []):
+        report("rotation-certificate", device_id, f"rotation certificate {pending} lacks policy {policy}")
 
 
 def _check_registration(

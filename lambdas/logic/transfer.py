@@ -311,8 +311,15 @@ def _revoke_old_certificate(device: Device) -> None:
     or where the retry transfers the device."""
     from lambdas.adapters import iot
 
-    if device.certificate_id:
-        iot.revoke_certificate(device.certificate_id, device.thing)
+    for certificate_id in _certificates(device):
+        iot.revoke_certificate(certificate_id, device.thing)
+
+
+def _certificates(device: Device) -> list[str]:
+    """The current certificate and a rotation's pending one (lambdas/logic/rotation.py): both the old
+    ownership's."""
+    pending = (device.rotation or {}).get("certificateId")
+    return [c for c in (device.certificate_id, str(pending) if pending else None) if c]
 
 
 def _tidy_after(old: Device) -> None:
@@ -322,8 +329,8 @@ def _tidy_after(old: Device) -> None:
     from lambdas.adapters import shadow as shadow_store
 
     try:
-        if old.certificate_id:
-            iot.remove_certificate_and_thing(old.thing, old.certificate_id, delete_thing=False)
+        for certificate_id in _certificates(old):
+            iot.remove_certificate_and_thing(old.thing, certificate_id, delete_thing=False)
         shadow_store.delete(old.thing)
     except Exception:
         log.warning("clean-up after the transfer of %s failed", old.device_id, exc_info=True)

@@ -292,6 +292,9 @@ def _summary(report: Report, seconds: float) -> str:
     )
 
 
+# Every operation of the document is fuzzed; beside another test on a shared 2-core machine that takes
+# longer than pytest's default 300 s.
+@pytest.mark.timeout(900)
 def test_fuzz_the_api_from_its_openapi_document(cloud: Any, owner: Any) -> None:
     before = problems_now()
     started = time.monotonic()

@@ -25,6 +25,7 @@ ATTEMPTS = [
     ("POST", "/v1/devices/{id}/shares", {"email": "thief@example.com", "role": "operator"}),
     ("DELETE", "/v1/devices/{id}/shares/{userId}", None),
     ("POST", "/v1/devices/{id}/transfer", {"email": "thief@example.com"}),
+    ("POST", "/v1/devices/{id}/rotate", None),
 ]
 
 
@@ -38,7 +39,7 @@ def victim(aws, monkeypatch):
     from lambdas.adapters import mqtt
 
     sent: list = []
-    monkeypatch.setattr(mqtt, "publish", lambda topic, payload: sent.append(topic))
+    monkeypatch.setattr(mqtt, "publish", lambda topic, payload, **_: sent.append(topic))
     cert = active_device(aws, owner="owner-1")
     from lambdas.dal import audit
 

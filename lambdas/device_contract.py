@@ -17,6 +17,7 @@ final newline ("abc\\n" would pass `^abc$`); the look-ahead, which ECMA-262 has 
 
 from __future__ import annotations
 
+import copy
 import re
 from functools import cache
 from typing import Any
@@ -153,6 +154,51 @@ DEVICE_ERROR: dict[str, Any] = {
     },
 }
 
+# Certificate rotation (lambdas/logic/rotation.py): which fields a step needs is the logic's to say.
+ROTATE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["step"],
+    "properties": {
+        "step": {
+            "type": "string",
+            "pattern": "^(request|ack|complete)$(?!\\n)",
+            "x-expected": "request, ack or complete",
+        },
+        "csr": {
+            "type": "string",
+            "maxLength": c.MAX_CSR_BYTES,
+            "pattern": _CSR_PEM,
+            "x-expected": "a PEM certificate signing request",
+            "description": "step request: the CSR of the new key (EC P-256 or RSA >= 2048).",
+        },
+        "certificateId": {
+            "type": "string",
+            "pattern": "^[0-9a-fA-F]{64}$(?!\\n)",
+            "x-expected": "the 64-character hex id of the delivered certificate",
+            "description": "steps ack and complete: the new certificate.",
+        },
+    },
+}
+
+_PROVISIONED = POLL_PROVISIONED["properties"]
+ROTATE_DELIVERED: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "thingName", "certificateId", "certificatePem", "caPem", "endpoint", "topics"],
+    "properties": {
+        **{name: copy.deepcopy(schema) for name, schema in _PROVISIONED.items() if name != "status"},
+        "status": {"const": "rotating"},
+        "rotationId": {"type": ["string", "null"]},
+        "certificateExpiresAt": {
+            "type": ["string", "null"],
+            "description": "ISO 8601: when the service considers the new certificate expired.",
+        },
+        "rotationExpiresAt": {
+            "type": ["string", "null"],
+            "description": "ISO 8601: ack and complete before this, or the rotation is abandoned.",
+        },
+    },
+}
+
 # Component name in the OpenAPI document -> schema.
 SCHEMAS: dict[str, dict[str, Any]] = {
     "PollRequest": POLL_REQUEST,
@@ -162,6 +208,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "PollProvisioned": POLL_PROVISIONED,
     "RegisterResponse": REGISTER_RESPONSE,
     "DeviceError": DEVICE_ERROR,
+    "RotateRequest": ROTATE_REQUEST,
+    "RotateDelivered": ROTATE_DELIVERED,
 }
 
 # Everything `check()` understands; the others must not appear in SCHEMAS (a test walks them).

@@ -42,7 +42,6 @@ ACTOR = "device"
 CHANGE_ATTEMPTS = 5
 STEPS = ("request", "ack", "complete")
 EXPIRY_GRACE_S = 300.0
-_CERTIFICATE_ID_CHARS = frozenset("0123456789abcdefABCDEF")
 
 
 # --- dates -------------------------------------------------------------------------------------------
@@ -227,27 +226,21 @@ def _clear_notice(device: Device) -> None:
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """{"step": "request", "csr"} | {"step": "ack"|"complete", "certificateId"}; clear 400s otherwise."""
-    step = body.get("step")
-    if step not in STEPS:
-        raise BadRequest("step must be one of request, ack, complete.")
+    """{"step": "request", "csr"} | {"step": "ack"|"complete", "certificateId"}: the shapes of
+    `device_contract.ROTATE_REQUEST`, then which field the step needs; clear 400s otherwise."""
+    from lambdas import device_contract
+
+    device_contract.check("RotateRequest", body)
+    step = str(body["step"])
     if step == "request":
-        csr = body.get("csr")
-        if not isinstance(csr, str) or not csr:
+        if not body.get("csr"):
             raise BadRequest(
                 "A rotation request needs csr: a PEM certificate signing request for the new key."
             )
-        if len(csr.encode()) > c.MAX_CSR_BYTES:
-            raise BadRequest(f"csr is larger than {c.MAX_CSR_BYTES} bytes.")
-        return {"step": step, "csr": csr}
-    certificate_id = body.get("certificateId")
-    if (
-        not isinstance(certificate_id, str)
-        or len(certificate_id) != 64
-        or not set(certificate_id) <= _CERTIFICATE_ID_CHARS
-    ):
+        return {"step": step, "csr": str(body["csr"])}
+    if not body.get("certificateId"):
         raise BadRequest("certificateId must be the 64-character hex id of the delivered certificate.")
-    return {"step": step, "certificateId": certificate_id}
+    return {"step": step, "certificateId": str(body["certificateId"])}
 
 
 def signing_keys(device: Device) -> list[str]:

@@ -1,62 +1,19 @@
-"""`POST /v1/device/rotate` in the OpenAPI document: its shapes as JSON Schema, in the style (and the
-keyword subset) of lambdas/device_contract.py, so that they can be folded into its SCHEMAS; until then
-`lambdas.logic.rotation.validate` checks the same rules by hand.
-"""
+"""`POST /v1/device/rotate` in the OpenAPI document; its shapes are in lambdas/device_contract.py (with
+the other device routes'), which `lambdas.logic.rotation.validate` checks bodies against."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from lambdas import constants as c
 from lambdas import device_contract
 from lambdas.models.device import _SIGNED_HEADERS
 
-ROTATE_REQUEST: dict[str, Any] = {
-    "type": "object",
-    "required": ["step"],
-    "properties": {
-        "step": {
-            "type": "string",
-            "pattern": "^(request|ack|complete)$(?!\\n)",
-            "x-expected": "request, ack or complete",
-        },
-        "csr": {
-            "type": "string",
-            "maxLength": c.MAX_CSR_BYTES,
-            "pattern": "-----BEGIN (NEW )?CERTIFICATE REQUEST-----",
-            "x-expected": "a PEM certificate signing request",
-            "description": "step request: the CSR of the new key (EC P-256 or RSA >= 2048).",
-        },
-        "certificateId": {
-            "type": "string",
-            "pattern": "^[0-9a-fA-F]{64}$(?!\\n)",
-            "x-expected": "the 64-character hex id of the delivered certificate",
-            "description": "steps ack and complete: the new certificate.",
-        },
-    },
+ROTATE_REQUEST = device_contract.ROTATE_REQUEST
+ROTATE_DELIVERED = device_contract.ROTATE_DELIVERED
+SCHEMAS: dict[str, dict[str, Any]] = {
+    name: device_contract.SCHEMAS[name] for name in ("RotateRequest", "RotateDelivered")
 }
-
-_PROVISIONED = device_contract.POLL_PROVISIONED["properties"]
-ROTATE_DELIVERED: dict[str, Any] = {
-    "type": "object",
-    "required": ["status", "thingName", "certificateId", "certificatePem", "caPem", "endpoint", "topics"],
-    "properties": {
-        **{name: copy.deepcopy(schema) for name, schema in _PROVISIONED.items() if name != "status"},
-        "status": {"const": "rotating"},
-        "rotationId": {"type": ["string", "null"]},
-        "certificateExpiresAt": {
-            "type": ["string", "null"],
-            "description": "ISO 8601: when the service considers the new certificate expired.",
-        },
-        "rotationExpiresAt": {
-            "type": ["string", "null"],
-            "description": "ISO 8601: ack and complete before this, or the rotation is abandoned.",
-        },
-    },
-}
-
-SCHEMAS: dict[str, dict[str, Any]] = {"RotateRequest": ROTATE_REQUEST, "RotateDelivered": ROTATE_DELIVERED}
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from lambdas.device_contract import SCHEMAS, ContractError, check
 from lambdas.errors import BadRequest
 from lambdas.logic import poll
 
-REQUESTS = ("PollRequest", "AckRequest", "RegisterRequest")
+REQUESTS = ("PollRequest", "AckRequest", "RegisterRequest", "RotateRequest")
 REFERENCE = {name: jsonschema.Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
 
 

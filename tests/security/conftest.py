@@ -33,5 +33,5 @@ def lab(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
 
     request.getfixturevalue("aws")
     made = Lab()
-    monkeypatch.setattr(mqtt, "publish", lambda topic, payload: made.published.append((topic, payload)))
+    monkeypatch.setattr(mqtt, "publish", lambda topic, payload, **_: made.published.append((topic, payload)))
     yield made

@@ -84,6 +84,14 @@ class Lab:
         event = signed_event("POST", POLL, body, device.key, device.device_id, source_ip=ip)
         return answer(device_api.handler(event, None))
 
+    def device_call(
+        self, path: str, body: dict[str, Any], key: Any, device_id: str, ip: str = DEVICE_IP
+    ) -> tuple[int, Any]:
+        """Any signed device route, signed with `key` (a rotation signs with the new key too)."""
+        return answer(
+            device_api.handler(signed_event("POST", path, body, key, device_id, source_ip=ip), None)
+        )
+
     def ack(self, device: Device, certificate_id: str, ip: str = DEVICE_IP) -> tuple[int, Any]:
         event = signed_event(
             "POST", ACK, {"certificateId": certificate_id}, device.key, device.device_id, source_ip=ip

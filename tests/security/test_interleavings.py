@@ -30,7 +30,8 @@ A violation fails the test with the seed and the whole schedule so far; rerun on
 `pytest tests/security/test_interleavings.py -k "seeds-0"` (the schedule of a seed is reproducible;
 the thread timing within a step is not, which is the point).
 
-Sharing (`share`) and transfer (`offer`, `accept`, the hard cut) are actions too; the two owners are
+Sharing (`share`), transfer (`offer`, `accept`, the hard cut) and certificate rotation (`rotate`, the
+owner's request, and `rotate-step`, the agent's request/ack/complete) are actions too; the two owners are
 Cognito accounts, so that one can name the other by email.
 
 **Adding an action** (e.g. rotate) is one function plus one entry: write
@@ -221,6 +222,8 @@ class Slot:
     mac: str = ""
     delivered: list[str] = field(default_factory=list)  # certificate ids delivered by polls
     offers: list[tuple[str, str]] = field(default_factory=list)  # (transfer id, recipient) offered
+    new_key: Any = None  # a certificate rotation's new key, until `complete` makes it the device's
+    rotated: list[str] = field(default_factory=list)  # certificate ids a rotation request delivered
 
     def record(self) -> dict[str, Any] | None:
         return None if self.device is None else rawdb.get(self.device.device_id, consistent=True)
@@ -422,6 +425,45 @@ def _accept(world: World, slot: Slot) -> Job | None:
     )
 
 
+def _rotate_request(world: World, slot: Slot) -> Job | None:
+    """The owner (mostly) asks for a certificate rotation (a retained notice to the agent)."""
+    if slot.device is None or world.pointless((slot.record() or {}).get("state") != c.STATE_ACTIVE):
+        return None
+    who = world.owner_of(slot)
+    path = f"/v1/devices/{slot.device.device_id}/rotate"
+    return Job(f"rotate {slot.name} by {who[:6]}", lambda: owner_apis().call("POST", path, who))
+
+
+def _rotate_step(world: World, slot: Slot) -> Job | None:
+    """The agent's side of a rotation: request (a CSR of a new key), ack, or complete (signed with the
+    new key, after it connected); the step drawn among those that could apply."""
+    device = slot.device
+    if device is None or world.pointless((slot.record() or {}).get("state") != c.STATE_ACTIVE):
+        return None
+    steps = ["request"] + (["ack", "complete"] if slot.rotated else [])
+    step = world.rng.choice(steps)
+    if step == "request":
+        slot.new_key = slot.new_key or ec.generate_private_key(ec.SECP256R1())
+        body: dict[str, Any] = {"step": step, "csr": unit.make_csr(slot.new_key, device.device_id)}
+        key = device.key
+    else:
+        body = {"step": step, "certificateId": world.rng.choice(slot.rotated[-2:])}
+        key = slot.new_key if step == "complete" else device.key
+
+    def call() -> tuple[int, Any]:
+        return world.lab.device_call("/v1/device/rotate", body, key, device.device_id, ip=_ip())
+
+    def after(status: int, answer_: Any) -> None:
+        if step == "request" and status == 200 and isinstance(answer_, dict):
+            slot.rotated.append(str(answer_["certificateId"]))
+        if step == "complete" and status == 204:
+            pem = slot.new_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+            slot.device = Device(device.device_id, slot.new_key, device.claim_code, device.display_code, pem)
+            slot.new_key, slot.rotated = None, []
+
+    return Job(f"rotate-{step} {slot.name}", call, after)
+
+
 # name -> (the action, its weight: devices poll far more often than owners act)
 ACTIONS: dict[str, tuple[Callable[[World, Slot], Job | None], int]] = {
     "poll": (_poll, 4),
@@ -435,6 +477,8 @@ ACTIONS: dict[str, tuple[Callable[[World, Slot], Job | None], int]] = {
     "share": (_share, 1),
     "offer": (_offer, 1),
     "accept": (_accept, 1),
+    "rotate": (_rotate_request, 1),
+    "rotate-step": (_rotate_step, 2),
 }
 
 

@@ -25,7 +25,9 @@ log = logging.getLogger("latchkey.revocation")
 CHANGE_ATTEMPTS = 5
 
 
-def _read(device_id: str, owner_id: str | None, not_found: str) -> Device:
+def read_for_change(device_id: str, owner_id: str | None, not_found: str) -> Device:
+    """The device, strongly consistent, for a credential change by its owner (or an operator: None);
+    the same 404 for unknown, deleted and other owners' devices."""
     device = devices.get(device_id, consistent=True)
     if device is None or device.state == State.DELETED:
         raise NotFound(not_found)
@@ -34,7 +36,7 @@ def _read(device_id: str, owner_id: str | None, not_found: str) -> Device:
     return device
 
 
-def _kept_changing(device_id: str) -> ServiceUnavailable:
+def kept_changing(device_id: str) -> ServiceUnavailable:
     log.warning("device %s kept changing during a change of its credentials", device_id)
     return ServiceUnavailable(
         "The device changed while this was being done. Please try again.",
@@ -60,7 +62,7 @@ def revoke(
 
     now = times.now() if now is None else now
     for _ in range(CHANGE_ATTEMPTS):
-        device = _read(device_id, owner_id, not_found)
+        device = read_for_change(device_id, owner_id, not_found)
         if device.state == State.REVOKED:
             _sweep(device, check_recorded=True)
             return device, False
@@ -84,7 +86,7 @@ def revoke(
             continue  # e.g. a certificate was issued or acknowledged meanwhile: revoke that one
         _sweep(after, check_recorded=False)  # the recorded certificate was just revoked above
         return after, True
-    raise _kept_changing(device_id)
+    raise kept_changing(device_id)
 
 
 def _sweep(device: Device, check_recorded: bool) -> None:
@@ -108,7 +110,7 @@ def release(
     """Tell the agent to wipe its credentials, remove the certificate, return the device to `unclaimed`."""
     now = times.now() if now is None else now
     for _ in range(CHANGE_ATTEMPTS):
-        device = _read(device_id, owner_id, not_found)
+        device = read_for_change(device_id, owner_id, not_found)
         if device.certificate_id and device.state == State.ACTIVE:
             _tell_release(device)
         _remove_iot(device)
@@ -124,7 +126,7 @@ def release(
             )
         except ConditionFailed:
             continue  # e.g. a poll issued a certificate meanwhile: remove that one too
-    raise _kept_changing(device_id)
+    raise kept_changing(device_id)
 
 
 def delete(
@@ -138,7 +140,7 @@ def delete(
 ) -> None:
     """Remove the certificate and the thing, then the record (the next poll gets 404). Audited."""
     for _ in range(CHANGE_ATTEMPTS):
-        device = _read(device_id, owner_id, not_found)
+        device = read_for_change(device_id, owner_id, not_found)
         _remove_iot(device)
         try:
             devices.transition(
@@ -155,7 +157,7 @@ def delete(
         except ConditionFailed:
             continue  # e.g. a poll issued a certificate meanwhile: remove that one too
         return
-    raise _kept_changing(device_id)
+    raise kept_changing(device_id)
 
 
 def _tell_release(device: Device) -> None:

@@ -34,12 +34,12 @@ from lambdas.dal import devices
 from lambdas.dal.devices import ConditionFailed
 from lambdas.domain import times
 from lambdas.domain.device import Device, State
-from lambdas.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from lambdas.errors import BadRequest, Conflict, Forbidden, NotFound
+from lambdas.logic.revocation import CHANGE_ATTEMPTS, kept_changing, read_for_change
 
 log = logging.getLogger("latchkey.rotation")
 
 ACTOR = "device"
-CHANGE_ATTEMPTS = 5
 STEPS = ("request", "ack", "complete")
 EXPIRY_GRACE_S = 300.0
 
@@ -137,24 +137,6 @@ def view(device: Device, now: float | None = None) -> dict[str, Any]:
 # --- owner and operator: ask for a rotation ------------------------------------------------------------
 
 
-def _read(device_id: str, owner_id: str | None, not_found: str) -> Device:
-    device = devices.get(device_id, consistent=True)
-    if device is None or device.state == State.DELETED:
-        raise NotFound(not_found)
-    if owner_id is not None and not device.is_owned_by(owner_id):
-        raise NotFound(not_found)
-    return device
-
-
-def _kept_changing(device_id: str) -> ServiceUnavailable:
-    log.warning("device %s kept changing during a certificate rotation", device_id)
-    return ServiceUnavailable(
-        "The device changed while this was being done. Please try again.",
-        retryAfter=1,
-        headers={"Retry-After": "1"},
-    )
-
-
 def request(
     device_id: str,
     *,
@@ -168,7 +150,7 @@ def request(
     is in progress (the notice is sent again). 409 unless the device is active."""
     now = times.now() if now is None else now
     for _ in range(CHANGE_ATTEMPTS):
-        device = _read(device_id, owner_id, not_found)
+        device = read_for_change(device_id, owner_id, not_found)
         if device.state != State.ACTIVE:
             raise Conflict(f"Only an active device's certificate can be renewed; this one is {device.state}.")
         # A grace period past expiry: a device completing right at the end is not cut short by a request.
@@ -197,7 +179,7 @@ def request(
             continue
         _notify(after)
         return view(after, now)
-    raise _kept_changing(device_id)
+    raise kept_changing(device_id)
 
 
 def _notify(device: Device) -> None:
@@ -398,7 +380,7 @@ def deliver(
             device = _reread_active(device.device_id)
             continue
         return _credentials(after, certificate_id, certificate_pem, {**rotation, "id": rotation_id})
-    raise _kept_changing(device.device_id)
+    raise kept_changing(device.device_id)
 
 
 def acknowledge(
@@ -440,7 +422,7 @@ def acknowledge(
                 _reread_active(device.device_id)
                 raise Conflict("The rotation changed while the certificate was being activated.") from None
             device = current
-    raise _kept_changing(device.device_id)
+    raise kept_changing(device.device_id)
 
 
 def complete(
@@ -495,7 +477,7 @@ def complete(
             continue
         _clear_notice(device)
         return
-    raise _kept_changing(device.device_id)
+    raise kept_changing(device.device_id)
 
 
 # --- expiry and clean-up -------------------------------------------------------------------------------

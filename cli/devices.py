@@ -1,4 +1,4 @@
-"""`latchkey devices mint | show | revoke | rotate`: options in, one call to the job, one line out."""
+"""`latchkey devices mint | show | revoke | rotate | shares`: options in, one call to the job, one line out."""
 
 from __future__ import annotations
 
@@ -225,3 +225,49 @@ def rotate(ctx: click.Context, device_id: str) -> None:
         f"(until {progress_.get('expiresAt')}); certificate {answer['certificateId']} stays valid until "
         "the device has connected with its new one."
     )
+
+
+@devices.command()
+@click.argument("device_id")
+@click.option("--json", "as_json", is_flag=True, help="Print members and offer as JSON.")
+@click.pass_context
+def shares(ctx: click.Context, device_id: str, as_json: bool) -> None:
+    """Who a device is shared with, and its pending transfer offer (read-only: sharing and transfer are
+    the owner's to decide, on the page or through the owner API)."""
+    from lambdas.dal import grants
+    from lambdas.domain import times
+    from lambdas.logic import sharing, transfer
+
+    ensure_environment(ctx)
+    device = _get(device_id)
+    if not device.owner_id:
+        fail(f"{device.device_id} has no owner ({device.state}): nothing is shared")
+    members = sharing.list_shares(device.owner_id, device.device_id)
+    offer = grants.get_offer(device.device_id)
+    if not transfer.is_live(offer, device, times.now()):
+        offer = None  # an expired offer, or one of an ended ownership, can no longer be answered
+    if as_json:
+        view = (
+            None
+            if offer is None
+            else {
+                "id": offer.get("transferId"),
+                "recipient": offer.get("email"),
+                "status": offer.get("status") or "pending",
+                "expiresAt": times.iso(float(offer["expiresAt"])),
+            }
+        )
+        click.echo(json.dumps({"deviceId": device.device_id, "shares": members, "offer": view}, indent=2))
+        return
+    click.echo(f"{device.device_id} ({device.state}), owner {device.owner_email or device.owner_id}")
+    if not members:
+        click.echo("  not shared")
+    for member in members:
+        click.echo(
+            f"  {member['role']:<8} {member['email'] or member['userId']} (since {member['createdAt']})"
+        )
+    if offer is not None:
+        click.echo(
+            f"  transfer offered to {offer.get('email')} ({offer.get('status') or 'pending'}, "
+            f"expires {times.iso(float(offer['expiresAt']))})"
+        )

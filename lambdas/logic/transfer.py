@@ -40,7 +40,7 @@ OFFER_ENDED = "This transfer offer has expired or is no longer valid."
 _TRANSFER_ID = re.compile(r"^([A-Za-z0-9_:-]{1,128})\.([0-9a-f]{16})$")
 
 
-def _live(offer: dict[str, Any] | None, device: Device | None, now: float) -> bool:
+def is_live(offer: dict[str, Any] | None, device: Device | None, now: float) -> bool:
     """The offer can still be answered: not expired (TTL deletes late, moto never), and the device is
     still the sender's, in the ownership the offer was made under, and transferable."""
     if offer is None or offer.get("kind") != "transfer" or device is None:
@@ -99,7 +99,7 @@ def offer(
     if recipient == owner_id:
         raise BadRequest("You already own this device; offer it to another account.")
     existing = grants.get_offer(device_id)
-    if _live(existing, device, now):
+    if is_live(existing, device, now):
         raise Conflict("This device already has a pending transfer offer; cancel it first.")
     item = {
         "deviceId": device_id,
@@ -150,7 +150,7 @@ def list_transfers(user_id: str, now: float | None = None) -> list[dict[str, Any
     offers += [i for i in grants.offers_sent_by(user_id) if i.get("userId") != user_id]
     out = []
     for item in offers:
-        if _live(item, devices.get(str(item["deviceId"])), now):
+        if is_live(item, devices.get(str(item["deviceId"])), now):
             out.append(_view(item, user_id))
     out.sort(key=lambda o: (str(o["createdAt"] or ""), o["id"]), reverse=True)
     return out
@@ -222,7 +222,7 @@ def accept(
     device_id = str(offer_["deviceId"])
     if device is not None and device.owner_id == user_id and device.ownership != offer_.get("ownership"):
         return device  # an earlier accept of this offer (a double click, a retry) won
-    if not _live(offer_, device, now):
+    if not is_live(offer_, device, now):
         raise NotFound(OFFER_ENDED)
     try:  # the lock: from here on the offer cannot be cancelled or declined
         ddb.write(
@@ -237,7 +237,7 @@ def accept(
         current = devices.get(device_id, consistent=True)
         if current is not None and current.owner_id == user_id and current.ownership != offer_["ownership"]:
             return current  # a concurrent accept won
-        if not _live(offer_, current, now):  # revoked, released or deleted meanwhile: the offer ends
+        if not is_live(offer_, current, now):  # revoked, released or deleted meanwhile: the offer ends
             _end_offer(device_id, transfer_id)
             raise Conflict("The device changed hands or was revoked before the transfer completed.")
         assert current is not None

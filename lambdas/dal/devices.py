@@ -65,11 +65,11 @@ def transition(
     after = device.with_changes(**cleared, **changes, state=target)
     ownership = after.ownership or device.ownership
     events = []
-    start = times.now() if at is None else at
+    start = round((times.now() if at is None else at) * 1_000_000)  # whole microseconds
     for i, action in enumerate(row.audit):
         who, what = (per_action or {}).get(action, (actor, detail or {}))
         # One microsecond apart: the events of one transition sort in the row's order.
-        stamp = start + i * 1e-6
+        stamp = (start + i) / 1_000_000
         event = audit.event_item(
             device.device_id, action, who, source_ip, what, ownership=ownership, at=stamp
         )

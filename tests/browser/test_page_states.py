@@ -193,13 +193,15 @@ def test_focus_survives_refreshes_settings_by_the_field_and_a_revoked_card(
 
     # Given: a device with relays whose agent is online, and a pending device
     minted = mint_device(None, "relay-board", "browser-test")
-    start_agent(minted, board="relay-board")
     assert owner.request("POST", "/v1/claims", {"claimCode": minted.claim_code, "name": "Garden"})[0] in (
         200,
         201,
     )
     assert owner.request("POST", "/v1/pending", {"name": "Shed", "board": "esp32"})[0] == 201
     sign_in(page, cloud.gateway_url, owner.email, owner.password)
+    # The agent starts once the page shows the device, so that the page sees it come online (the live
+    # region announces changes, not the state found at the first render).
+    start_agent(minted, board="relay-board")
     card = page.locator(f'[data-testid="device-card"][data-device-id="{minted.device_id}"]')
     expect(card.get_by_test_id("device-presence")).to_have_attribute(
         "data-presence", "online", timeout=ONLINE_TIMEOUT_MS

@@ -7,14 +7,17 @@ events from the row of lambdas/domain/lifecycle.py. `observe` writes what a devi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdas import config
 from lambdas import constants as c
 from lambdas.dal import audit, ddb
 from lambdas.dal.ddb import ConditionFailed
-from lambdas.domain import lifecycle, times
+from lambdas.domain import times
 from lambdas.domain.device import ATTRIBUTES, Device, State
+
+if TYPE_CHECKING:
+    from lambdas.domain import lifecycle
 
 __all__ = [
     "ConditionFailed",
@@ -55,7 +58,10 @@ def transition(
     is in a state the row does not start from; lifecycle.TransitionRefused when `device` as read
     already is. `also` adds writes (another table's item) to the same transaction.
     """
-    row = lifecycle.check(name, None if name in _CREATING else device.state)
+    from lambdas.domain import lifecycle  # deferred: the unclaimed poll reads, it never transitions
+
+    known = lifecycle.TRANSITIONS.get(name)
+    row = lifecycle.check(name, None if known is not None and known.creates else device.state)
     changes = dict(changes or {})
     unknown = set(changes) - set(row.sets)
     if unknown:
@@ -149,9 +155,6 @@ def condition_check(
     if values:
         check["ExpressionAttributeValues"] = values
     return {"ConditionCheck": check}
-
-
-_CREATING = frozenset(name for name, row in lifecycle.TRANSITIONS.items() if row.creates)
 
 
 def _empty(field: str) -> Any:

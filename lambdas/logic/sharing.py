@@ -108,6 +108,23 @@ def list_shares(owner_id: str, device_id: str) -> list[dict[str, Any]]:
     return [_view(i) for i in items]
 
 
+def other_account(owner_id: str, email: str, now: float, yourself: str) -> str:
+    """The account of `email` a share or transfer names, rate-limited per owner: every attempt counts,
+    found or not, since a lookup by email tells whether an account exists. 404 for none, 400 for the
+    owner's own (`yourself` says why)."""
+    from lambdas.adapters import cognito
+
+    subjects = [(ratelimit.GRANT_PER_ACCOUNT, owner_id)]
+    ratelimit.check(subjects, now, "Too many shares and transfers from this account. Try again in a while.")
+    ratelimit.fail(subjects, now)
+    account = cognito.find_user_by_email(email)
+    if account is None:
+        raise NotFound("There is no account with this email address.")
+    if account == owner_id:
+        raise BadRequest(yourself)
+    return account
+
+
 def add_share(
     owner_id: str,
     device_id: str,
@@ -117,7 +134,6 @@ def add_share(
     now: float | None = None,
 ) -> dict[str, Any]:
     """Share the device with the account of `email` (or change that member's role). Audited."""
-    from lambdas.adapters import cognito
 
     now = times.now() if now is None else now
     device, _ = access(owner_id, device_id, "owner")
@@ -125,14 +141,7 @@ def add_share(
         raise BadRequest("role must be 'viewer' or 'operator'.")
     if device.state not in OWNED_STATES:
         raise NotFound(NOT_FOUND_MESSAGE)
-    subjects = [(ratelimit.GRANT_PER_ACCOUNT, owner_id)]
-    ratelimit.check(subjects, now, "Too many shares and transfers from this account. Try again in a while.")
-    ratelimit.fail(subjects, now)  # every attempt counts: a lookup by email tells whether an account exists
-    member = cognito.find_user_by_email(email)
-    if member is None:
-        raise NotFound("There is no account with this email address.")
-    if member == owner_id:
-        raise BadRequest("You own this device; share it with another account.")
+    member = other_account(owner_id, email, now, "You own this device; share it with another account.")
     current = [i for i in grants.for_device(device_id) if is_current(i, device)]
     existing = next((i for i in current if i.get("userId") == member), None)
     if existing is None and len(current) >= MAX_SHARES:

@@ -26,9 +26,8 @@ from lambdas.dal import audit, ddb, devices, grants
 from lambdas.dal.devices import ConditionFailed
 from lambdas.domain import times
 from lambdas.domain.device import Device, State, new_ownership
-from lambdas.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
-from lambdas.logic import ratelimit
-from lambdas.logic.sharing import access
+from lambdas.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from lambdas.logic.sharing import access, other_account
 
 log = logging.getLogger("latchkey.transfer")
 
@@ -90,14 +89,9 @@ def offer(
         raise Conflict("A revoked device cannot be transferred; release it, and the new owner claims it.")
     if device.state not in TRANSFERABLE:
         raise Conflict(f"The device is {device.state}; only a claimed device can be transferred.")
-    subjects = [(ratelimit.GRANT_PER_ACCOUNT, owner_id)]
-    ratelimit.check(subjects, now, "Too many shares and transfers from this account. Try again in a while.")
-    ratelimit.fail(subjects, now)  # every attempt counts: a lookup by email tells whether an account exists
-    recipient = cognito.find_user_by_email(email)
-    if recipient is None:
-        raise NotFound("There is no account with this email address.")
-    if recipient == owner_id:
-        raise BadRequest("You already own this device; offer it to another account.")
+    recipient = other_account(
+        owner_id, email, now, "You already own this device; offer it to another account."
+    )
     existing = grants.get_offer(device_id)
     if is_live(existing, device, now):
         raise Conflict("This device already has a pending transfer offer; cancel it first.")
